@@ -1,0 +1,288 @@
+"""The one checker every phase check goes through.
+
+Two pieces:
+
+* :class:`CheckedModule` wraps a learner module so that calling one of its
+  functions turns a stub into the one-line "not attempted yet", and a crash into
+  a short report with the line of the learner's file that raised.
+* :func:`check_close` compares a learner's tensor with the reference's in a fixed
+  order: type, dtype, device, shape (with a hint), NaN/inf, values
+  (``torch.testing.assert_close``), and on failure probes the known wrong
+  variants to name the classic mistake.
+
+Failures are reported with ``pytest.fail(…, pytrace=False)``: the student reads
+a message, not a traceback of the checking code.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+import pytest
+import torch
+
+from .mistakes import MISTAKES
+
+GUIDE = "IMPLEMENTATION_GUIDE.md"
+NOT_ATTEMPTED = "not attempted yet"
+STUB_PREFIX = "Phase "  # every generated stub raises NotImplementedError("Phase 1.6 · …")
+
+#: Tolerances by dtype: float64 tight enough to catch float32 rounding, float32 as torch's.
+TOLERANCES = {
+    torch.float64: {"rtol": 1e-10, "atol": 1e-12},
+    torch.float32: {"rtol": 1.3e-6, "atol": 1e-5},
+}
+
+
+class CheckFailed(AssertionError):
+    """Raised (through pytest.fail) when a learner's output is wrong."""
+
+
+def fail(message: str) -> None:
+    """Fail the current check with ``message`` only (no traceback of the checking code)."""
+    pytest.fail(message, pytrace=False)
+
+
+# ---------------------------------------------------------------------------
+# Calling learner code
+# ---------------------------------------------------------------------------
+
+
+class CheckedModule:
+    """A learner module whose functions report stubs and crashes as one readable line.
+
+    ``CheckedModule(module).q_sample(x0, t, noise, schedule)`` calls the learner's
+    ``q_sample``. Classes and constants are returned unwrapped.
+    """
+
+    def __init__(self, module: ModuleType) -> None:
+        self._module = module
+        self._file = Path(module.__file__ or module.__name__).name
+
+    def __getattr__(self, name: str) -> Any:
+        if not hasattr(self._module, name):
+            fail(
+                f"{self._file} has no `{name}`: keep the names and signatures of the stubs "
+                "(the checks call them by name)."
+            )
+        value = getattr(self._module, name)
+        if callable(value) and not isinstance(value, type):
+            return _checked_call(value, name, self._module)
+        return value
+
+
+def _checked_call(function: Callable, name: str, module: ModuleType) -> Callable:
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except NotImplementedError as error:
+            message = _stub_report(name, error, module)
+        except Exception as error:  # noqa: BLE001 - any crash of learner code becomes a report
+            message = _crash_report(name, error, module)
+        fail(message)  # outside the except block, so pytest shows no chained traceback
+
+    call.__name__ = name
+    return call
+
+
+def _stub_report(name: str, error: NotImplementedError, module: ModuleType) -> str:
+    """One line for an untouched stub: this function's own, or one it calls."""
+    message = str(error)
+    if not message.startswith(STUB_PREFIX):
+        return _crash_report(name, error, module)
+    if f"· {name} " in message:
+        return f"`{name}`: {NOT_ATTEMPTED} ({message})."
+    return f"`{name}`: {NOT_ATTEMPTED} — it calls a function that is still a stub ({message})."
+
+
+def _crash_report(name: str, error: BaseException, module: ModuleType) -> str:
+    """`name` raised X: message — with the deepest line of a learner file in the traceback."""
+    frames = traceback.extract_tb(error.__traceback__)
+    learner_dir = Path(module.__file__ or ".").resolve().parent
+    solutions_dir = Path(__file__).resolve().parent.parent / "solutions"
+    where = ""
+    for frame in reversed(frames):
+        path = Path(frame.filename).resolve()
+        if path.parent == learner_dir and path.parent != solutions_dir:
+            where = f" at {path.name} line {frame.lineno}: `{(frame.line or '').strip()}`"
+            break
+    return f"`{name}` raised {type(error).__name__}: {error}{where}"
+
+
+# ---------------------------------------------------------------------------
+# Describing inputs
+# ---------------------------------------------------------------------------
+
+
+def describe(value: Any) -> str:
+    """A short description of an argument: shape and dtype for tensors, the value for the rest."""
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).replace("torch.", "")
+        if value.dtype == torch.int64 and value.numel() <= 8:
+            return f"tensor({value.tolist()})"
+        device = "" if value.device.type == "cpu" else f" on {value.device}"
+        return f"{dtype} tensor of shape {tuple(value.shape)}{device}"
+    if hasattr(value, "num_timesteps"):
+        return f"a {getattr(value, 'name', None) or 'custom'} schedule with T = {value.num_timesteps}"
+    return repr(value)
+
+
+def describe_call(function: str, inputs: Mapping[str, Any] | None) -> str:
+    args = ", ".join(f"{key}={describe(value)}" for key, value in (inputs or {}).items())
+    return f"`{function}({args})`"
+
+
+# ---------------------------------------------------------------------------
+# Comparing outputs
+# ---------------------------------------------------------------------------
+
+
+def check_close(
+    got: Any,
+    expected: torch.Tensor,
+    *,
+    function: str,
+    section: str,
+    inputs: Mapping[str, Any] | None = None,
+    mistakes: Mapping[str, torch.Tensor | list[torch.Tensor]] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    what: str = "the result",
+) -> None:
+    """Fail the check unless ``got`` matches ``expected``; explain what is wrong if not.
+
+    Args:
+        got: what the learner's function returned.
+        expected: what the reference returned for the same inputs.
+        function: the function's name, for the message.
+        section: the guide section, e.g. "1.6".
+        inputs: the arguments, described in the message (name → value).
+        mistakes: known wrong outputs for the same inputs (a tensor, or a list of
+            tensors when a mistake has several forms), keyed by a
+            :data:`grading.mistakes.MISTAKES` key; a match names the mistake.
+        rtol, atol: tolerances; default by dtype (:data:`TOLERANCES`).
+        what: which output this is, when a function returns several.
+    """
+    mistakes = mistakes or {}
+    unknown = set(mistakes) - set(MISTAKES)
+    if unknown:
+        raise KeyError(f"unknown mistake keys {sorted(unknown)}; add them to grading/mistakes.py")
+    call = describe_call(function, inputs)
+    see = f"See {GUIDE} §{section}."
+
+    if not isinstance(got, torch.Tensor):
+        fail(
+            f"{call}: {what} should be a torch.Tensor of shape {tuple(expected.shape)}, "
+            f"got {type(got).__name__}. {see}"
+        )
+    if got.dtype != expected.dtype:
+        hint = ""
+        if {got.dtype, expected.dtype} == {torch.float32, torch.float64}:
+            hint = (
+                " Keep the dtype you were given; schedules are computed in float64 "
+                "(torch.linspace and torch.arange default to float32)."
+            )
+        fail(f"{call}: {what} has dtype {got.dtype}, expected {expected.dtype}.{hint} {see}")
+    if got.device != expected.device:
+        fail(f"{call}: {what} is on {got.device}, expected {expected.device}. {see}")
+    if got.shape != expected.shape:
+        fail(
+            f"{call}: {what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}."
+            f"{_shape_hint(got, expected, mistakes)} {see}"
+        )
+
+    tolerances = dict(TOLERANCES.get(expected.dtype, {"rtol": 1e-5, "atol": 1e-8}))
+    if rtol is not None:
+        tolerances["rtol"] = rtol
+    if atol is not None:
+        tolerances["atol"] = atol
+
+    bad = ~torch.isfinite(got) & torch.isfinite(expected)
+    if bad.any():
+        index = tuple(bad.nonzero()[0].tolist())
+        fail(
+            f"{call}: {what} has NaN or ±inf where the reference is finite, first at index "
+            f"{index} ({got[index].item()})."
+            f"{_mistake_hint(got, mistakes, tolerances)} {see}"
+        )
+
+    try:
+        torch.testing.assert_close(got, expected, equal_nan=True, **tolerances)
+        return
+    except AssertionError as error:
+        summary = _value_summary(got, expected, error)
+    fail(
+        f"{call}: wrong values in {what}.\n{summary}"
+        f"{_mistake_hint(got, mistakes, tolerances)}\n{see}"
+    )
+
+
+def check_true(condition: bool, message: str, section: str) -> None:
+    """Fail with ``message`` (and the guide section) unless ``condition`` holds."""
+    if not condition:
+        fail(f"{message} See {GUIDE} §{section}.")
+
+
+def _value_summary(got: torch.Tensor, expected: torch.Tensor, error: AssertionError) -> str:
+    """Largest difference with its index, expected vs got there, and the relative error."""
+    difference = (got.double() - expected.double()).abs()
+    index = tuple(torch.nonzero(difference == difference.max())[0].tolist()) if got.ndim else ()
+    scale = expected.double().abs().max().item()
+    relative = difference.max().item() / scale if scale > 0 else math.inf
+    mismatched = next(
+        (line.strip() for line in str(error).splitlines() if line.strip().startswith("Mismatched")),
+        "",
+    )
+    return (
+        f"  {mismatched}\n"
+        f"  largest difference at index {index}: expected {expected[index].item():.6g}, "
+        f"got {got[index].item():.6g}\n"
+        f"  relative error (largest difference / largest |expected|): {relative:.2e}\n"
+    )
+
+
+def _variants(mistakes: Mapping) -> list[tuple[str, torch.Tensor]]:
+    """Flatten ``{key: tensor or [tensors]}`` into (key, tensor) pairs."""
+    pairs = []
+    for key, wrong in mistakes.items():
+        for tensor in wrong if isinstance(wrong, (list, tuple)) else [wrong]:
+            pairs.append((key, tensor))
+    return pairs
+
+
+def _name(key: str) -> str:
+    mistake = MISTAKES[key]
+    return f"\n  This looks like a classic mistake: **{mistake.title}**. {mistake.advice}"
+
+
+def _mistake_hint(got: torch.Tensor, mistakes: Mapping, tolerances: dict) -> str:
+    """Name the first classic mistake whose output ``got`` matches, or say nothing."""
+    for key, wrong in _variants(mistakes):
+        if _matches(got, wrong, tolerances):
+            return _name(key)
+    return ""
+
+
+def _matches(got: torch.Tensor, wrong: torch.Tensor, tolerances: dict) -> bool:
+    if not isinstance(wrong, torch.Tensor) or wrong.shape != got.shape:
+        return False
+    wrong = wrong.to(device=got.device, dtype=got.dtype)
+    return bool(torch.isclose(got, wrong, equal_nan=True, **tolerances).all())
+
+
+def _shape_hint(got: torch.Tensor, expected: torch.Tensor, mistakes: Mapping) -> str:
+    for key, wrong in _variants(mistakes):
+        if isinstance(wrong, torch.Tensor) and wrong.shape == got.shape:
+            return _name(key)
+    if got.numel() == expected.numel():
+        return " Same number of elements: check your reshape (the batch stays first)."
+    if got.ndim > expected.ndim:
+        return (
+            " An extra dimension usually means a (B,) tensor broadcast against (B, C, H, W) "
+            "from the wrong side: reshape it to (B, 1, 1, 1) first."
+        )
+    return ""

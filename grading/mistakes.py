@@ -1,0 +1,163 @@
+"""The catalogue of classic mistakes the checks recognise.
+
+A check that fails compares the learner's output with the output of each
+wrong variant it knows for that function (see ``check_close(mistakes=…)``).
+When one matches, the failure message names the mistake with its title and
+advice from this table. The mutation test (tests/repo/test_mutants.py) uses the
+same titles to prove that each deliberate mistake is recognised by name.
+
+Keys are stable identifiers for maintainers; titles and advice are for students.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A classic mistake: a short title and one or two sentences on how to fix it."""
+
+    title: str
+    advice: str
+
+
+MISTAKES: dict[str, Mistake] = {
+    # §1.1–§1.2 schedules
+    "schedule_float32": Mistake(
+        "schedule computed in float32",
+        "torch.linspace and torch.arange make float32 unless you pass dtype=torch.float64; "
+        "casting to float64 afterwards keeps the float32 rounding.",
+    ),
+    "scaled_linear_not_scaled": Mistake(
+        "scaled_linear without the 1000 / T scaling",
+        "Both ends, beta_start and beta_end, are multiplied by 1000 / T before spacing.",
+    ),
+    "scaled_linear_inverse_scale": Mistake(
+        "scaled_linear scaled by T / 1000 instead of 1000 / T",
+        "Fewer steps need larger betas: multiply by 1000 / T.",
+    ),
+    "quadratic_not_squared": Mistake(
+        "quadratic schedule not squared",
+        "Space √β_start … √β_end linearly, then square every value.",
+    ),
+    "quadratic_squares_linear": Mistake(
+        "quadratic schedule squares the linear betas",
+        "Take square roots of the two ends first; squaring β_start … β_end gives tiny betas.",
+    ),
+    "beta_ratio_inverted": Mistake(
+        "ratio of ᾱ values inverted",
+        "α_t = ᾱ(t+1) / ᾱ(t): the later value over the earlier one.",
+    ),
+    "max_beta_missing": Mistake(
+        "β not capped at max_beta",
+        "Clamp each β_t to at most max_beta (0.999); without it the last step can have β = 1.",
+    ),
+    "cosine_no_offset": Mistake(
+        "cosine schedule without its offset s",
+        "f(τ) = cos²((τ + s) / (1 + s) · π/2) with s = 0.008; s keeps β_0 from being tiny.",
+    ),
+    "cosine_not_squared": Mistake(
+        "cosine schedule with cos instead of cos²",
+        "Nichol & Dhariwal's f(τ) is the cosine squared.",
+    ),
+    "cosine_not_normalised": Mistake(
+        "cosine schedule not divided by f(0)",
+        "ᾱ(τ) = f(τ) / f(0), so that ᾱ(0) = 1 exactly.",
+    ),
+    "sigmoid_not_flipped": Mistake(
+        "sigmoid schedule rising instead of falling",
+        "ᾱ must fall from 1 to 0: use (v_end − sigmoid(…)) / (v_end − v_start).",
+    ),
+    "karras_sigma_not_squared": Mistake(
+        "ᾱ = 1 / (1 + σ) instead of 1 / (1 + σ²)",
+        "σ is a standard deviation ratio; the variance ratio is σ².",
+    ),
+    "karras_descending": Mistake(
+        "Karras σ levels in the paper's descending order",
+        "Here t = 0 is the least noisy step: σ_0 = σ_min, σ_{T−1} = σ_max.",
+    ),
+    # §1.3 cumulative products and SNR
+    "alpha_not_cumprod": Mistake(
+        "α_t used where ᾱ_t belongs",
+        "ᾱ_t is the running product ∏_{s≤t} α_s (torch.cumprod); α_t = 1 − β_t is one step's worth.",
+    ),
+    "cumprod_of_betas": Mistake(
+        "cumulative product of β instead of α = 1 − β",
+        "ᾱ_t multiplies the α_s = 1 − β_s, not the betas.",
+    ),
+    "alpha_bar_prev_wraps": Mistake(
+        "ᾱ_{t−1} wraps around at t = 0",
+        "torch.roll puts ᾱ_{T−1} in front; ᾱ_{−1} must be 1 (clean data before the first step).",
+    ),
+    "alpha_bar_prev_zero": Mistake(
+        "ᾱ_{t−1} is 0 at t = 0",
+        "Before the first step the data is clean: ᾱ_{−1} = 1.",
+    ),
+    "alpha_bar_prev_not_shifted": Mistake(
+        "ᾱ_{t−1} not shifted (it equals ᾱ_t)",
+        "Shift right by one and put a 1 in front.",
+    ),
+    "snr_inverted": Mistake(
+        "SNR inverted (noise over signal)",
+        "SNR_t = ᾱ_t / (1 − ᾱ_t): signal variance over noise variance.",
+    ),
+    "snr_sqrt": Mistake(
+        "SNR as a ratio of standard deviations",
+        "SNR is a ratio of variances: no square roots.",
+    ),
+    # §1.4 the posterior
+    "beta_not_beta_tilde": Mistake(
+        "β_t used where β̃_t belongs",
+        "The posterior variance is β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t), smaller than β_t.",
+    ),
+    "log_variance_not_clipped": Mistake(
+        "log β̃ not clipped at t = 0",
+        "β̃_0 = 0, so log β̃_0 = −∞; replace the first entry by β̃_1 before taking the log.",
+    ),
+    "posterior_coefficients_swapped": Mistake(
+        "posterior mean coefficients swapped",
+        "coef1 multiplies x_0 (it has β_t √ᾱ_{t−1}); coef2 multiplies x_t (it has √α_t (1 − ᾱ_{t−1})).",
+    ),
+    "posterior_alpha_bar_for_prev": Mistake(
+        "ᾱ_t used where ᾱ_{t−1} belongs",
+        "The posterior mixes the step before: coef1 has √ᾱ_{t−1}, coef2 has (1 − ᾱ_{t−1}).",
+    ),
+    "missing_sqrt": Mistake(
+        "a square root is missing",
+        "Coefficients multiply standard deviations: √ᾱ_t and √(1 − ᾱ_t), √α_t and √β_t.",
+    ),
+    # §1.5–§1.9 the forward process
+    "no_broadcast_shape": Mistake(
+        "coefficients not reshaped to (B, 1, 1, 1)",
+        "A (B,) tensor broadcasts against the last dimension, not the batch: reshape it.",
+    ),
+    "t_off_by_one": Mistake(
+        "t off by one",
+        "Timesteps are 0-indexed: index the schedule with t itself (t = 0 is the first noising step).",
+    ),
+    "coefficients_swapped": Mistake(
+        "signal and noise coefficients swapped",
+        "x_0 (or x_{t−1}) takes the signal coefficient, ε the noise coefficient.",
+    ),
+    "q_step_uses_alpha_bar": Mistake(
+        "one step uses ᾱ_t (a jump from x_0) instead of α_t",
+        "q(x_t | x_{t−1}) scales by √α_t and adds variance β_t; ᾱ_t is for q(x_t | x_0).",
+    ),
+    "v_wrong_sign": Mistake(
+        "v with the wrong sign",
+        "v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans & Ho 2022): the x_0 term is subtracted.",
+    ),
+    "v_roles_swapped": Mistake(
+        "v with x_0 and ε in each other's places",
+        "v = √ᾱ_t ε − √(1 − ᾱ_t) x_0: √ᾱ_t multiplies ε here, unlike in q_sample.",
+    ),
+    "conversion_sign": Mistake(
+        "a sign flipped in the conversion",
+        "Solve x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε (or the v rotation) for the unknown once more.",
+    ),
+    "conversion_multiplied": Mistake(
+        "multiplied where you should divide",
+        "Undoing a scaling divides by it: x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t.",
+    ),
+}

@@ -1,0 +1,1 @@
+"""The reference implementation: the single source of the learner files (see CONTRIBUTING.md)."""
