@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -32,6 +33,7 @@ from solutions import utils as reference_utils
 from .checker import CheckedModule, fail
 
 PHASES = (1, 2, 3, 4, 5)
+TIMEOUT_MESSAGE = re.compile(r"Timeout \(?>\s*(?P<seconds>[0-9.]+)\s*s")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
 
@@ -137,6 +139,10 @@ def check_metadata(item: pytest.Item) -> dict | None:
     points = item.get_closest_marker("points")
     visibility = item.get_closest_marker("visibility")
     section, function = exercise.args
+    callspec = getattr(item, "callspec", None)
+    if function.startswith("{") and callspec is not None:
+        # exercise("1.9", "{name}"): the function is the test's parameter called `name`.
+        function = str(callspec.params[function.strip("{}")])
     problems = []
     if len(phases) != 1:
         problems.append("exactly one phaseN marker")
@@ -150,7 +156,6 @@ def check_metadata(item: pytest.Item) -> dict | None:
         raise pytest.UsageError(f"{item.nodeid}: a check needs {', '.join(problems)}")
     doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
     name = doc[0] if doc else item.name
-    callspec = getattr(item, "callspec", None)
     if callspec is not None:
         name += f" [{callspec.id}]"
     return {
@@ -176,9 +181,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def short_output(report: pytest.TestReport) -> str:
     """The one readable reason of a failed check (the message, not a traceback)."""
     text = report.longreprtext.strip()
-    if "Timeout >" in text:
-        seconds = text.split("Timeout >", 1)[1].split("s", 1)[0]
-        return f"timed out after {seconds} s: an endless loop, or something far too slow."
+    timeout = TIMEOUT_MESSAGE.search(text)  # pytest-timeout's "Timeout (>30.0s)" or "Timeout >30.0s"
+    if timeout:
+        return f"timed out after {float(timeout['seconds']):g} s: an endless loop, or something far too slow."
     if text.startswith("Failed: "):
         return text[len("Failed: "):]
     lines = [line[2:] for line in text.splitlines() if line.startswith("E ")]

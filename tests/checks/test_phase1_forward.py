@@ -46,7 +46,7 @@ def per_image(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torc
 
 @pytest.mark.points(2)
 @pytest.mark.exercise("1.5", "extract")
-@pytest.mark.parametrize("x_shape", [(4, 3, 5, 5), (4, 7)])
+@pytest.mark.parametrize("x_shape", [(4, 3, 5, 5), (4, 7)], ids=["x of shape (4, 3, 5, 5)", "x of shape (4, 7)"])
 def test_extract(impl, ref, x_shape):
     """extract picks values[t] per image, shaped (B, 1, …) in x's dtype"""
     values = torch.linspace(0.1, 0.9, 10, dtype=torch.float64)
@@ -154,7 +154,7 @@ def _conversion_mistakes(name, x_t, other, a, b):
 
 
 @pytest.mark.points(1)
-@pytest.mark.exercise("1.9", "conversions")
+@pytest.mark.exercise("1.9", "{name}")
 @pytest.mark.parametrize("name", ["x0_from_eps", "eps_from_x0", "x0_from_v", "eps_from_v"])
 def test_conversions(impl, ref, case, name):
     """converting between ε, x̂_0 and v inverts q_sample and v_target"""

@@ -32,7 +32,7 @@ def _float32_linspace(start: float, end: float, steps: int) -> torch.Tensor:
 
 @pytest.mark.points(2)
 @pytest.mark.exercise("1.1", "linear_betas")
-@pytest.mark.parametrize("num_timesteps, beta_start, beta_end", [(1000, 1e-4, 0.02), (10, 1e-3, 0.05)])
+@pytest.mark.parametrize("num_timesteps, beta_start, beta_end", [(1000, 1e-4, 0.02), (10, 1e-3, 0.05)], ids=["T=1000", "T=10, custom ends"])
 def test_linear_betas(impl, ref, num_timesteps, beta_start, beta_end):
     """linear_betas matches the reference (float64, both ends included)"""
     got = impl.noise_schedule.linear_betas(num_timesteps, beta_start, beta_end)
@@ -48,7 +48,7 @@ def test_linear_betas(impl, ref, num_timesteps, beta_start, beta_end):
 
 @pytest.mark.points(2)
 @pytest.mark.exercise("1.1", "scaled_linear_betas")
-@pytest.mark.parametrize("num_timesteps", [250, 4000])
+@pytest.mark.parametrize("num_timesteps", [250, 4000], ids=["T=250", "T=4000"])
 def test_scaled_linear_betas(impl, ref, num_timesteps):
     """scaled_linear_betas rescales both ends by 1000 / T"""
     start, end = 1e-4, 0.02
@@ -73,7 +73,7 @@ def test_scaled_linear_betas(impl, ref, num_timesteps):
 
 @pytest.mark.points(2)
 @pytest.mark.exercise("1.1", "quadratic_betas")
-@pytest.mark.parametrize("num_timesteps", [1000, 20])
+@pytest.mark.parametrize("num_timesteps", [1000, 20], ids=["T=1000", "T=20"])
 def test_quadratic_betas(impl, ref, num_timesteps):
     """quadratic_betas spaces √β linearly and squares"""
     start, end = 1e-4, 0.02
@@ -105,7 +105,7 @@ def _cosine_curve(num_timesteps: int, offset: float = 0.008, power: int = 2, nor
 
 @pytest.mark.points(2)
 @pytest.mark.exercise("1.2", "betas_from_alphas_cumprod")
-@pytest.mark.parametrize("max_beta", [0.999, 0.5])
+@pytest.mark.parametrize("max_beta", [0.999, 0.5], ids=["max_beta=0.999", "max_beta=0.5"])
 def test_betas_from_alphas_cumprod(impl, ref, max_beta):
     """betas_from_alphas_cumprod turns an ᾱ curve into capped betas"""
     curve = _cosine_curve(50)  # its last steps need the cap
@@ -125,7 +125,7 @@ def test_betas_from_alphas_cumprod(impl, ref, max_beta):
 
 @pytest.mark.points(3)
 @pytest.mark.exercise("1.2", "cosine_betas")
-@pytest.mark.parametrize("num_timesteps", [1000, 50])
+@pytest.mark.parametrize("num_timesteps", [1000, 50], ids=["T=1000", "T=50"])
 def test_cosine_betas(impl, ref, num_timesteps):
     """cosine_betas follows Nichol & Dhariwal: offset s, cos², normalised, capped"""
     to_betas = ref.noise_schedule.betas_from_alphas_cumprod
@@ -149,7 +149,7 @@ def test_cosine_betas(impl, ref, num_timesteps):
 
 @pytest.mark.points(2)
 @pytest.mark.exercise("1.2", "sigmoid_betas")
-@pytest.mark.parametrize("num_timesteps, tau", [(1000, 1.0), (100, 0.5)])
+@pytest.mark.parametrize("num_timesteps, tau", [(1000, 1.0), (100, 0.5)], ids=["T=1000", "T=100, tau=0.5"])
 def test_sigmoid_betas(impl, ref, num_timesteps, tau):
     """sigmoid_betas: ᾱ falls along a rescaled sigmoid from 1 to 0"""
     check_close(
@@ -163,7 +163,7 @@ def test_sigmoid_betas(impl, ref, num_timesteps, tau):
 
 @pytest.mark.points(2)
 @pytest.mark.exercise("1.2", "karras_betas")
-@pytest.mark.parametrize("num_timesteps, sigma_min, sigma_max", [(1000, 0.002, 80.0), (40, 0.01, 20.0)])
+@pytest.mark.parametrize("num_timesteps, sigma_min, sigma_max", [(1000, 0.002, 80.0), (40, 0.01, 20.0)], ids=["T=1000", "T=40, custom sigmas"])
 def test_karras_betas(impl, ref, num_timesteps, sigma_min, sigma_max):
     """karras_betas: σ spaced in σ^(1/ρ), ᾱ = 1 / (1 + σ²), t = 0 least noisy"""
     ramp = torch.linspace(0, 1, num_timesteps, dtype=F64)

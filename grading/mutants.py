@@ -1,0 +1,177 @@
+"""Deliberately wrong implementations, to prove that the checks catch the classic mistakes.
+
+A mutant is the reference with one small edit: a text replacement in one
+solution file. ``build_submission`` writes all learner files complete (the
+reference code kept in every region) with that edit applied, and the mutation
+test grades the folder like a student's submission. Each mutant must make at
+least one check of its phase fail with a message that names its mistake (the
+title from grading/mistakes.py).
+
+Usage (prints which checks catch each mutant):
+    python -m grading.mutants [--phase 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from tools.make_stubs import SOLUTIONS_DIR, learner_source, solution_files
+
+from .mistakes import MISTAKES
+from .runner import PhaseResult, run_phase
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One deliberate mistake: replace ``old`` by ``new`` (each exactly once) in ``file``."""
+
+    name: str
+    file: str
+    replacements: tuple[tuple[str, str], ...]
+    mistake: str  # key of MISTAKES; the failure message must contain its title
+    phase: int
+
+
+def _m(name: str, file: str, mistake: str, *replacements: tuple[str, str], phase: int = 1) -> Mutant:
+    return Mutant(name, file, tuple(replacements), mistake, phase)
+
+
+NS, DF = "noise_schedule.py", "diffusion.py"
+
+MUTANTS: tuple[Mutant, ...] = (
+    _m("linear schedule in float32", NS, "schedule_float32",
+       ("torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)",
+        "torch.linspace(beta_start, beta_end, num_timesteps).double()")),
+    _m("scaled_linear not rescaled", NS, "scaled_linear_not_scaled",
+       ("scale = 1000 / num_timesteps", "scale = 1.0")),
+    _m("quadratic not squared", NS, "quadratic_not_squared",
+       ("return sqrt_betas**2", "return sqrt_betas")),
+    _m("betas ratio inverted", NS, "beta_ratio_inverted",
+       ("alphas = alphas_cumprod[1:] / alphas_cumprod[:-1]", "alphas = alphas_cumprod[:-1] / alphas_cumprod[1:]")),
+    _m("no 0.999 cap on β", NS, "max_beta_missing",
+       ("return torch.clamp(1 - alphas, max=max_beta)", "return 1 - alphas")),
+    _m("cosine without offset s", NS, "cosine_no_offset",
+       ("torch.cos((tau + offset) / (1 + offset) * math.pi / 2)", "torch.cos(tau * math.pi / 2)")),
+    _m("Karras ᾱ = 1/(1 + σ)", NS, "karras_sigma_not_squared",
+       ("alphas_cumprod = 1 / (1 + sigmas**2)", "alphas_cumprod = 1 / (1 + sigmas)")),
+    _m("α_t instead of ᾱ_t (no cumprod)", NS, "alpha_not_cumprod",
+       ("return torch.cumprod(alphas, dim=0)", "return alphas")),
+    _m("ᾱ_prev wraps around at t = 0", NS, "alpha_bar_prev_wraps",
+       ("return torch.cat([one, alphas_cumprod[:-1]])", "return torch.roll(alphas_cumprod, 1)")),
+    _m("SNR inverted", NS, "snr_inverted",
+       ("return alphas_cumprod / (1 - alphas_cumprod)", "return (1 - alphas_cumprod) / alphas_cumprod")),
+    _m("posterior variance β_t instead of β̃_t", NS, "beta_not_beta_tilde",
+       ("return betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)", "return betas")),
+    _m("log β̃ not clipped", NS, "log_variance_not_clipped",
+       ("return torch.log(torch.cat([first, posterior_variance[1:]]))", "return torch.log(posterior_variance)")),
+    _m("posterior coefficients swapped", NS, "posterior_coefficients_swapped",
+       ("return coef1, coef2", "return coef2, coef1")),
+    _m("extract without reshape", DF, "no_broadcast_shape",
+       ("return picked.reshape(-1, *([1] * (x.ndim - 1)))  # (B,) -> (B, 1, 1, 1)", "return picked")),
+    _m("q_sample with α_t instead of ᾱ_t", DF, "alpha_not_cumprod",
+       ("signal_scale = extract(schedule.sqrt_alphas_cumprod, t, x0)  # (B, 1, 1, 1)",
+        "signal_scale = extract(schedule.alphas, t, x0).sqrt()"),
+       ("noise_scale = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0)  # (B, 1, 1, 1)",
+        "noise_scale = extract(schedule.betas, t, x0).sqrt()")),
+    _m("q_sample without square roots", DF, "missing_sqrt",
+       ("signal_scale = extract(schedule.sqrt_alphas_cumprod, t, x0)  # (B, 1, 1, 1)",
+        "signal_scale = extract(schedule.alphas_cumprod, t, x0)"),
+       ("noise_scale = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0)  # (B, 1, 1, 1)",
+        "noise_scale = 1 - extract(schedule.alphas_cumprod, t, x0)")),
+    _m("q_sample with t off by one", DF, "t_off_by_one",
+       ("signal_scale = extract(schedule.sqrt_alphas_cumprod, t, x0)  # (B, 1, 1, 1)",
+        "signal_scale = extract(schedule.sqrt_alphas_cumprod, t - 1, x0)"),
+       ("noise_scale = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0)  # (B, 1, 1, 1)",
+        "noise_scale = extract(schedule.sqrt_one_minus_alphas_cumprod, t - 1, x0)")),
+    _m("q_step jumps with ᾱ_t", DF, "q_step_uses_alpha_bar",
+       ("signal_scale = extract(schedule.alphas, t, x_prev).sqrt()",
+        "signal_scale = extract(schedule.alphas_cumprod, t, x_prev).sqrt()"),
+       ("noise_scale = extract(schedule.betas, t, x_prev).sqrt()",
+        "noise_scale = (1 - extract(schedule.alphas_cumprod, t, x_prev)).sqrt()")),
+    _m("v with the wrong sign", DF, "v_wrong_sign",
+       ("return signal_scale * noise - noise_scale * x0", "return noise_scale * x0 - signal_scale * noise")),
+    _m("x̂_0 from ε multiplies instead of dividing", DF, "conversion_multiplied",
+       ("return (x_t - noise_scale * eps) / signal_scale", "return (x_t - noise_scale * eps) * signal_scale")),
+)
+
+
+def mutated_source(mutant: Mutant, solutions_dir: Path = SOLUTIONS_DIR) -> str:
+    """The solution file of ``mutant`` with its replacements applied (each must match once)."""
+    text = (solutions_dir / mutant.file).read_text(encoding="utf-8")
+    for old, new in mutant.replacements:
+        count = text.count(old)
+        if count != 1:
+            raise ValueError(
+                f"mutant {mutant.name!r}: {old!r} occurs {count} times in solutions/{mutant.file}; "
+                "it must occur exactly once (update the mutant after editing the solution)"
+            )
+        text = text.replace(old, new)
+    return text
+
+
+def build_submission(mutant: Mutant, out_dir: Path, solutions_dir: Path = SOLUTIONS_DIR) -> None:
+    """Write complete learner files into ``out_dir``, with ``mutant`` applied to its file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in solution_files(solutions_dir):
+        text = mutated_source(mutant, solutions_dir) if path.name == mutant.file else path.read_text("utf-8")
+        (out_dir / path.name).write_text(learner_source(text, path.name, keep_solutions=True), "utf-8")
+
+
+@dataclass
+class MutantVerdict:
+    mutant: Mutant
+    failing: list[str]  # numbers of the checks that failed
+    naming: list[str]  # numbers of the failing checks whose message names the mistake
+
+    @property
+    def caught(self) -> bool:
+        return bool(self.naming)
+
+
+def judge(mutant: Mutant, result: PhaseResult) -> MutantVerdict:
+    title = MISTAKES[mutant.mistake].title
+    failing = [check for check in result.checks if not check.passed]
+    return MutantVerdict(
+        mutant,
+        [check.number for check in failing],
+        [check.number for check in failing if title in check.output],
+    )
+
+
+def run_mutant(mutant: Mutant) -> MutantVerdict:
+    """Grade ``mutant`` as a submission and judge whether its mistake was named."""
+    with TemporaryDirectory(prefix="mutant-") as folder:
+        build_submission(mutant, Path(folder))
+        return judge(mutant, run_phase(mutant.phase, submission=Path(folder), check_timeout=60))
+
+
+def run_all(mutants: tuple[Mutant, ...] = MUTANTS, workers: int = 2) -> list[MutantVerdict]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(run_mutant, mutants))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Show which checks catch each mutant.")
+    parser.add_argument("--phase", type=int, default=None, help="only the mutants of this phase")
+    args = parser.parse_args(argv)
+    mutants = tuple(m for m in MUTANTS if args.phase in (None, m.phase))
+    verdicts = run_all(mutants)
+    print("| mutant | mistake named | caught by (naming it) | failing checks |")
+    print("| --- | --- | --- | --- |")
+    for verdict in verdicts:
+        print(
+            f"| {verdict.mutant.name} | {MISTAKES[verdict.mutant.mistake].title} | "
+            f"{', '.join(verdict.naming) or 'NOT CAUGHT'} | {', '.join(verdict.failing) or '—'} |"
+        )
+    missed = [v.mutant.name for v in verdicts if not v.caught]
+    print(f"\n{len(verdicts) - len(missed)} of {len(verdicts)} mutants caught with their mistake named.")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The grader end to end: full marks on the reference, "not attempted" on the stubs,
+readable reasons on wrong code, a report even when a submission breaks, valid Gradescope JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import grade
+from grading.mutants import MUTANTS, build_submission
+from grading.report import SCHEMA_PATH
+from grading.runner import run_phase
+from tools import make_stubs
+
+SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def reference_result():
+    return run_phase(1, impl="solutions")
+
+
+@pytest.fixture(scope="module")
+def stub_folder(tmp_path_factory):
+    """Freshly generated stubs (not the working tree's files, which a student may have edited)."""
+    folder = tmp_path_factory.mktemp("stubs")
+    make_stubs.write(folder)
+    return folder
+
+
+def complete_submission(folder: Path) -> Path:
+    """Complete learner files (the reference code kept in every region)."""
+    for path in make_stubs.solution_files():
+        text = make_stubs.learner_source(path.read_text(encoding="utf-8"), path.name, keep_solutions=True)
+        (folder / path.name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_reference_gets_full_marks(reference_result):
+    assert reference_result.checks, "phase 1 has no checks"
+    failed = [(c.number, c.output) for c in reference_result.checks if not c.passed]
+    assert not failed
+    assert reference_result.score == reference_result.max_score > 0
+
+
+def test_every_check_is_numbered_by_its_section(reference_result):
+    numbers = [check.number for check in reference_result.checks]
+    assert len(set(numbers)) == len(numbers)
+    for check in reference_result.checks:
+        assert check.number.startswith(check.section + ".")
+        assert check.phase == 1 and check.points > 0
+
+
+def test_untouched_stubs_score_zero_with_one_line_each(stub_folder, reference_result):
+    result = run_phase(1, submission=stub_folder)
+    assert len(result.checks) == len(reference_result.checks)
+    assert result.score == 0
+    for check in result.checks:
+        assert check.not_attempted, (check.number, check.output)
+        assert "\n" not in check.output and "Traceback" not in check.output
+        assert f"see IMPLEMENTATION_GUIDE.md §{check.section}" in check.output
+
+
+def test_a_wrong_value_names_function_input_expected_got_and_the_mistake(tmp_path):
+    mutant = next(m for m in MUTANTS if m.mistake == "beta_not_beta_tilde")
+    build_submission(mutant, tmp_path)
+    result = run_phase(1, submission=tmp_path)
+    check = next(c for c in result.checks if c.function == "compute_posterior_variance")
+    assert not check.passed
+    for expected_text in ("compute_posterior_variance(", "betas=float64 tensor of shape (1000,)",
+                          "largest difference at index", "expected", "got", "relative error",
+                          "β_t used where β̃_t belongs", "IMPLEMENTATION_GUIDE.md §1.4"):
+        assert expected_text in check.output
+    # Checks of other functions use the reference for everything else, so they still pass.
+    others = [c for c in result.checks if c.function != "compute_posterior_variance"]
+    assert all(c.passed for c in others)
+
+
+def test_syntax_error_in_a_learner_file_is_reported_per_check(tmp_path):
+    complete_submission(tmp_path)
+    (tmp_path / "diffusion.py").write_text("def broken(:\n    pass\n")
+    result = run_phase(1, submission=tmp_path)
+    forward = [c for c in result.checks if c.section >= "1.5"]
+    schedules = [c for c in result.checks if c.section < "1.5"]
+    assert forward and all("diffusion.py could not be imported: SyntaxError" in c.output for c in forward)
+    assert schedules and all(c.passed for c in schedules)
+
+
+def test_a_crash_in_learner_code_points_at_the_learner_line(tmp_path):
+    complete_submission(tmp_path)
+    path = tmp_path / "noise_schedule.py"
+    text = path.read_text()
+    path.write_text(text.replace("    return sqrt_betas**2\n", "    return sqrt_betas ** undefined_name\n"))
+    result = run_phase(1, submission=tmp_path)
+    check = next(c for c in result.checks if c.function == "quadratic_betas")
+    assert "raised NameError" in check.output
+    assert "noise_schedule.py line" in check.output and "undefined_name" in check.output
+
+
+def test_a_hanging_check_times_out_and_the_rest_are_graded(tmp_path):
+    complete_submission(tmp_path)
+    path = tmp_path / "noise_schedule.py"
+    text = path.read_text()
+    hang = "    while True:\n        pass\n    return sqrt_betas**2\n"
+    path.write_text(text.replace("    return sqrt_betas**2\n", hang))
+    result = run_phase(1, submission=tmp_path, check_timeout=1)
+    hung = [c for c in result.checks if c.function == "quadratic_betas"]
+    assert hung and all("timed out after 1" in c.output for c in hung)
+    assert all(c.passed for c in result.checks if c.function != "quadratic_betas")
+
+
+def test_outer_bound_stops_code_that_defeats_the_per_check_timeout(tmp_path):
+    complete_submission(tmp_path)
+    path = tmp_path / "noise_schedule.py"
+    text = path.read_text()
+    stubborn = (
+        "    import signal\n"
+        "    signal.signal(signal.SIGALRM, lambda *args: None)  # swallow the timeout\n"
+        "    while True:\n        pass\n"
+    )
+    path.write_text(text.replace("    return sqrt_betas**2\n", stubborn))
+    result = run_phase(1, submission=tmp_path, check_timeout=1, phase_timeout=8)
+    assert "stopped after 8 s" in result.problem
+    unfinished = [c for c in result.checks if c.outcome == "not run"]
+    assert unfinished and all("did not finish" in c.output for c in unfinished)
+    assert any(c.passed for c in result.checks)  # what finished before the hang still counts
+
+
+def test_results_json_validates_and_is_written_for_broken_phases(tmp_path, stub_folder, capsys):
+    """grade.py --json on the stubs, with an extra (hidden) phase-2 check that kills its process."""
+    extra = tmp_path / "hidden_checks" / "test_hidden.py"
+    extra.parent.mkdir()
+    extra.write_text(textwrap.dedent('''
+        import os
+        import pytest
+
+        @pytest.mark.phase2
+        @pytest.mark.points(5)
+        @pytest.mark.visibility("hidden")
+        @pytest.mark.exercise("2.1", "crash")
+        def test_hidden_crash():
+            """a hidden check whose process dies"""
+            os._exit(3)
+    '''))
+    out = tmp_path / "results.json"
+    code = grade.main(["--submission", str(stub_folder), "--json", str(out), "--phase", "1", "2",
+                       "--extra-checks", str(extra.parent)])
+    assert code == 1
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["score"] == 0 and data["execution_time"] > 0
+    phase1 = [t for t in data["tests"] if "phase1" in t["tags"]]
+    assert phase1 and all(t["output"] == "Not attempted yet." for t in phase1)
+    hidden = [t for t in data["tests"] if "phase2" in t["tags"]]
+    assert len(hidden) == 1 and hidden[0]["visibility"] == "hidden" and hidden[0]["max_score"] == 5
+    assert "did not run" in hidden[0]["output"]
+    printed = capsys.readouterr().out
+    assert "0 / " in printed and "not attempted yet" in printed
+
+
+def test_full_marks_json_for_the_reference(tmp_path):
+    out = tmp_path / "results.json"
+    assert grade.main(["--impl", "solutions", "--phase", "1", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["score"] == sum(t["max_score"] for t in data["tests"]) > 0
+    assert all(t["status"] == "passed" for t in data["tests"])
+    assert {tuple(t["tags"][:1]) for t in data["tests"]} == {("phase1",)}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--phase", "9"], ["--impl", "banana"], ["--submission", "no/such/folder"],
+     ["--submission", ".", "--impl", "solutions"], ["--check-timeout", "-1"],
+     ["--extra-checks", "no/such/file.py"]],
+    ids=["unknown phase", "unknown impl", "missing folder", "submission with solutions",
+         "negative timeout", "missing extra checks"],
+)
+def test_bad_arguments_exit_with_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        grade.main(argv)
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+

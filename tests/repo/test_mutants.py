@@ -1,0 +1,31 @@
+"""The mutation test: every deliberate classic mistake is caught, and named, by a phase check."""
+
+from __future__ import annotations
+
+import pytest
+
+from grading.mistakes import MISTAKES
+from grading.mutants import MUTANTS, mutated_source, run_all
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_mutant_still_applies_to_the_reference(mutant):
+    """Each replacement matches the reference exactly once (a stale mutant would test nothing)."""
+    assert mutant.mistake in MISTAKES
+    assert mutated_source(mutant) != (mutated_source.__globals__["SOLUTIONS_DIR"] / mutant.file).read_text()
+
+
+def test_phase1_has_at_least_eight_mutants():
+    assert len({m.mistake for m in MUTANTS if m.phase == 1}) >= 8
+
+
+@pytest.mark.slow
+def test_every_mutant_is_caught_with_its_mistake_named():
+    verdicts = run_all(MUTANTS)
+    missed = [
+        f"{v.mutant.name}: failing checks {v.failing or 'none'}; none says "
+        f"{MISTAKES[v.mutant.mistake].title!r}"
+        for v in verdicts
+        if not v.caught
+    ]
+    assert not missed, "\n".join(missed)
