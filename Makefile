@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then show the reference at work (pictures under runs/demo/)
+#   make test   set up, then run the whole test suite on the reference
+# Others:
+#   make grade [PHASE=1]   grade your own files (points per phase, one reason per failing check)
+#   make stubs             maintainers: regenerate the learner files from solutions/
+#   make mutants           maintainers: show which check catches each deliberate mistake
+#   make setup | clean
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The stamp is a copy of the requirements it was installed from: when
+# requirements.txt changes, make sees it is newer and installs again.
+STAMP := $(VENV)/.installed-requirements.txt
+
+.PHONY: setup demo test grade stubs mutants clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@cp requirements.txt $(STAMP)
+
+demo: setup
+	$(PY) -m tools.forward_demo --impl solutions --out runs/demo
+
+test: setup
+	$(PY) -m tools.make_stubs --check
+	$(PY) -m pytest --impl solutions
+
+grade: setup
+	$(PY) grade.py $(if $(PHASE),--phase $(PHASE))
+
+stubs: setup
+	$(PY) -m tools.make_stubs
+
+mutants: setup
+	$(PY) -m grading.mutants
+
+clean:
+	rm -rf runs results.json .pytest_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
