@@ -61,10 +61,6 @@ MISTAKES: dict[str, Mistake] = {
         "cosine schedule with cos instead of cos²",
         "Nichol & Dhariwal's f(τ) is the cosine squared.",
     ),
-    "cosine_not_normalised": Mistake(
-        "cosine schedule not divided by f(0)",
-        "ᾱ(τ) = f(τ) / f(0), so that ᾱ(0) = 1 exactly.",
-    ),
     "sigmoid_not_flipped": Mistake(
         "sigmoid schedule rising instead of falling",
         "ᾱ must fall from 1 to 0: use (v_end − sigmoid(…)) / (v_end − v_start).",

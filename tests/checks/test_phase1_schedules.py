@@ -97,10 +97,10 @@ def test_quadratic_betas(impl, ref, num_timesteps):
 # ---------------------------------------------------------------------------
 
 
-def _cosine_curve(num_timesteps: int, offset: float = 0.008, power: int = 2, normalise: bool = True):
+def _cosine_curve(num_timesteps: int, offset: float = 0.008, power: int = 2):
     tau = torch.arange(num_timesteps + 1, dtype=F64) / num_timesteps
     f = torch.cos((tau + offset) / (1 + offset) * math.pi / 2) ** power
-    return f / f[0] if normalise else f
+    return f / f[0]
 
 
 @pytest.mark.points(2)
@@ -141,7 +141,6 @@ def test_cosine_betas(impl, ref, num_timesteps):
             "cosine_no_offset": to_betas(_cosine_curve(num_timesteps, offset=0.0)),
             "max_beta_missing": to_betas(_cosine_curve(num_timesteps), max_beta=1.0),
             "cosine_not_squared": to_betas(_cosine_curve(num_timesteps, power=1)),
-            "cosine_not_normalised": to_betas(_cosine_curve(num_timesteps, normalise=False)),
             "schedule_float32": to_betas((f32_curve / f32_curve[0]).to(F64)),
         },
     )
@@ -152,12 +151,16 @@ def test_cosine_betas(impl, ref, num_timesteps):
 @pytest.mark.parametrize("num_timesteps, tau", [(1000, 1.0), (100, 0.5)], ids=["T=1000", "T=100, tau=0.5"])
 def test_sigmoid_betas(impl, ref, num_timesteps, tau):
     """sigmoid_betas: ᾱ falls along a rescaled sigmoid from 1 to 0"""
+    time = torch.arange(num_timesteps + 1, dtype=F64) / num_timesteps
+    v_start, v_end = (torch.sigmoid(torch.tensor(v / tau, dtype=F64)) for v in (-3.0, 3.0))
+    rising = (torch.sigmoid((time * 6.0 - 3.0) / tau) - v_start) / (v_end - v_start)
     check_close(
         impl.noise_schedule.sigmoid_betas(num_timesteps, -3.0, 3.0, tau),
         ref.noise_schedule.sigmoid_betas(num_timesteps, -3.0, 3.0, tau),
         function="sigmoid_betas",
         section="1.2",
         inputs={"num_timesteps": num_timesteps, "start": -3.0, "end": 3.0, "tau": tau},
+        mistakes={"sigmoid_not_flipped": ref.noise_schedule.betas_from_alphas_cumprod(rising)},
     )
 
 
