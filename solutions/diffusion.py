@@ -25,13 +25,19 @@ from .noise_schedule import NoiseSchedule
 # Input validation (provided)
 # ---------------------------------------------------------------------------
 
+SIGNED_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8)
+
 
 def check_timesteps(t: torch.Tensor, num_timesteps: int, batch_size: int) -> None:
     """Raise unless ``t`` is an int64 tensor of shape (batch_size,) with values in [0, T)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be a torch.Tensor of int64 timesteps, got {type(t).__name__}")
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"t must hold integer timesteps (torch.int64), got dtype {t.dtype}")
+    if t.dtype not in SIGNED_INTEGER_DTYPES:
+        # uint8 and bool are excluded on purpose: torch treats them as masks when indexing.
+        raise TypeError(
+            f"t must hold integer timesteps (torch.int64, or another signed integer dtype), "
+            f"got dtype {t.dtype}"
+        )
     if t.shape != (batch_size,):
         raise ValueError(
             f"t must have shape (B,) = ({batch_size},), one timestep per image; "
@@ -45,8 +51,8 @@ def check_timesteps(t: torch.Tensor, num_timesteps: int, batch_size: int) -> Non
 
 
 def check_images(**tensors: torch.Tensor) -> None:
-    """Raise unless every keyword is a floating-point tensor of shape (B, …) and all shapes agree."""
-    shapes = {}
+    """Raise unless every keyword is a floating-point tensor of shape (B, …), all of one shape and dtype."""
+    shapes, dtypes = {}, {}
     for name, value in tensors.items():
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
@@ -54,10 +60,13 @@ def check_images(**tensors: torch.Tensor) -> None:
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
         if value.ndim < 1:
             raise ValueError(f"{name} must have a batch dimension, shape (B, …); got a scalar")
-        shapes[name] = tuple(value.shape)
+        shapes[name], dtypes[name] = tuple(value.shape), value.dtype
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
         raise ValueError(f"these tensors must have the same shape: {listed}")
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
+        raise TypeError(f"these tensors must have the same dtype: {listed}")
 
 
 def _check_inputs(schedule: NoiseSchedule, t: torch.Tensor, **tensors: torch.Tensor) -> None:
