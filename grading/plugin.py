@@ -33,6 +33,7 @@ from solutions import utils as reference_utils
 from .checker import CheckedModule, fail
 
 PHASES = (1, 2, 3, 4, 5)
+IMPL_KEY = pytest.StashKey[str]()  # the chosen implementation, kept on the config
 TIMEOUT_MESSAGE = re.compile(r"Timeout \(?>\s*(?P<seconds>[0-9.]+)\s*s")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
@@ -68,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
     report_path = config.getoption("--grade-report")
     if report_path is not None:
         config.pluginmanager.register(GradeReport(report_path), "diffusion-grade-report")
-    config._diffusion_impl = impl  # read by the fixtures below
+    config.stash[IMPL_KEY] = impl  # read by the `impl` fixture
 
 
 # ---------------------------------------------------------------------------
@@ -115,7 +116,7 @@ class Implementation:
 @pytest.fixture(scope="session")
 def impl(request: pytest.FixtureRequest) -> Implementation:
     """The implementation under test (learner files or the reference), per --impl."""
-    return Implementation(request.config._diffusion_impl)
+    return Implementation(request.config.stash[IMPL_KEY])
 
 
 @pytest.fixture(scope="session")
