@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, then show the reference at work (pictures under runs/demo/)
-#   make test   set up, then run the whole test suite on the reference
+#   make test   set up, then run the whole test suite on the reference (and the notebooks, with nbval)
 # Others:
 #   make grade [PHASE=1]   grade your own files (points per phase, one reason per failing check)
 #   make stubs             maintainers: regenerate the learner files from solutions/
@@ -29,6 +29,7 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest --impl solutions
+	DIFFUSION_IMPL=solutions FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
 
 grade: setup
 	$(PY) grade.py $(if $(PHASE),--phase $(PHASE))
