@@ -6,13 +6,14 @@ import pytest
 
 from grading.mistakes import MISTAKES
 from grading.mutants import MUTANTS, mutated_source, run_all
+from tools.make_stubs import SOLUTIONS_DIR
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
 def test_mutant_still_applies_to_the_reference(mutant):
     """Each replacement matches the reference exactly once (a stale mutant would test nothing)."""
     assert mutant.mistake in MISTAKES
-    assert mutated_source(mutant) != (mutated_source.__globals__["SOLUTIONS_DIR"] / mutant.file).read_text()
+    assert mutated_source(mutant) != (SOLUTIONS_DIR / mutant.file).read_text(encoding="utf-8")
 
 
 def test_phase1_has_at_least_eight_mutants():
