@@ -38,10 +38,6 @@ TOLERANCES = {
 }
 
 
-class CheckFailed(AssertionError):
-    """Raised (through pytest.fail) when a learner's output is wrong."""
-
-
 def fail(message: str) -> None:
     """Fail the current check with ``message`` only (no traceback of the checking code)."""
     pytest.fail(message, pytrace=False)
@@ -219,12 +215,6 @@ def check_close(
         f"{call}: wrong values in {what}.\n{summary}"
         f"{_mistake_hint(got, mistakes, tolerances)}\n{see}"
     )
-
-
-def check_true(condition: bool, message: str, section: str) -> None:
-    """Fail with ``message`` (and the guide section) unless ``condition`` holds."""
-    if not condition:
-        fail(f"{message} See {GUIDE} §{section}.")
 
 
 def _value_summary(got: torch.Tensor, expected: torch.Tensor, error: AssertionError) -> str:
