@@ -37,6 +37,7 @@ GUIDE = "IMPLEMENTATION_GUIDE.md"
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION §(?P<section>\d+\.\d+)\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
 DEF = re.compile(r"^(?P<indent>\s*)(?:async\s+)?def\s+(?P<name>\w+)\s*\(")
+CLASS = re.compile(r"^(?P<indent>\s*)class\s+(?P<name>\w+)\s*[(:]")
 RELATIVE_FROM = re.compile(r"^(?P<indent>\s*)from \.(?P<module>\w+) import ", re.MULTILINE)
 RELATIVE_PACKAGE = re.compile(r"^(?P<indent>\s*)from \. import (?P<names>.+)$", re.MULTILINE)
 
@@ -118,12 +119,27 @@ def find_regions(text: str, filename: str = "<solution>") -> list[Region]:
 
 
 def _enclosing_function(lines: list[str], index: int, indent: str, filename: str) -> str:
-    """Name of the nearest ``def`` above line ``index`` that is indented less than the region."""
-    for line in reversed(lines[:index]):
-        match = DEF.match(line)
+    """Name of the nearest ``def`` above line ``index`` indented less than the region.
+
+    A method is named with its class, e.g. "ResidualBlock.forward".
+    """
+    for position in range(index - 1, -1, -1):
+        match = DEF.match(lines[position])
         if match and len(match["indent"]) < len(indent):
-            return match["name"]
+            owner = _enclosing_class(lines, position, match["indent"])
+            return f"{owner}.{match['name']}" if owner else match["name"]
     raise StubError(f"{filename}:{index + 1}: an exercise region must sit inside a function")
+
+
+def _enclosing_class(lines: list[str], index: int, indent: str) -> str | None:
+    """The class whose body holds the ``def`` at line ``index`` (None for a plain function)."""
+    for line in reversed(lines[:index]):
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#") or len(line) - len(stripped) >= len(indent):
+            continue  # blank lines, comments and lines inside the body we are in
+        match = CLASS.match(line)
+        return match["name"] if match else None  # the first line indented less decides
+    return None
 
 
 def to_top_level_imports(text: str, filename: str = "<solution>") -> str:
