@@ -73,7 +73,7 @@ def check_groups(groups: int, channels: int, name: str = "channels") -> None:
     check_positive_int(groups, "groups")
     if channels % groups:
         raise ValueError(
-            f"groups={groups} must divide {name}={channels}: GroupNorm splits the channels "
+            f"groups={groups} must divide {name} ({channels}): GroupNorm splits the channels "
             f"into equal groups. Pick groups among the divisors of {channels}, or change the channels."
         )
 
@@ -193,7 +193,7 @@ class ResidualBlock(nn.Module):
         Returns:
             (B, C_out, H, W).
         """
-        # TODO §2.3: Follow the five lines of the class docstring; the embedding becomes (B, C_out, 1, 1).
+        # TODO §2.3: Follow the four lines of the class docstring; the embedding becomes (B, C_out, 1, 1).
         raise NotImplementedError("Phase 2.3 · ResidualBlock.forward — see IMPLEMENTATION_GUIDE.md §2.3")
 
 
@@ -494,7 +494,7 @@ def check_config(
             )
     widths = [base_channels * mult for mult in channel_mults]
     for width in [base_channels, *widths]:
-        check_groups(groups, width, f"the width {width} of a level (base_channels × channel_mults)")
+        check_groups(groups, width, "every level's width (base_channels × channel_mults)")
     attended = [widths[level] for level in attention_levels] + [widths[-1]]  # the middle always attends
     for width in attended:
         if width % num_heads:

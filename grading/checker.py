@@ -58,6 +58,12 @@ class CheckedModule:
     def __init__(self, module: ModuleType) -> None:
         self._module = module
         self._file = Path(module.__file__ or module.__name__).name
+        self._classes: dict[str, type] = {}
+
+    @property
+    def module(self) -> ModuleType:
+        """The learner module itself, unwrapped (for patching in reference classes)."""
+        return self._module
 
     def __getattr__(self, name: str) -> Any:
         if not hasattr(self._module, name):
@@ -66,9 +72,34 @@ class CheckedModule:
                 "(the checks call them by name)."
             )
         value = getattr(self._module, name)
+        if isinstance(value, type) and issubclass(value, torch.nn.Module):
+            if name not in self._classes:
+                self._classes[name] = _checked_module_class(value, self._module)
+            return self._classes[name]
         if callable(value) and not isinstance(value, type):
             return _checked_call(value, name, self._module)
         return value
+
+
+def _checked_module_class(cls: type, module: ModuleType) -> type:
+    """A subclass of the learner's ``nn.Module`` whose construction and calls report like functions.
+
+    ``ResidualBlock(…)`` reports a stub ``__init__`` as "`ResidualBlock.__init__`: not
+    attempted yet", and ``block(x, emb)`` a stub ``forward`` likewise; crashes name
+    the learner's line. Parameter names and behaviour are the learner's own.
+    """
+
+    class Checked(cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            _checked_call(super().__init__, f"{cls.__name__}.__init__", module)(*args, **kwargs)
+
+        def __call__(self, *args, **kwargs):
+            return _checked_call(super().__call__, f"{cls.__name__}.forward", module)(*args, **kwargs)
+
+    Checked.__name__ = cls.__name__
+    Checked.__qualname__ = cls.__qualname__
+    Checked.__doc__ = cls.__doc__
+    return Checked
 
 
 def _checked_call(function: Callable, name: str, module: ModuleType) -> Callable:

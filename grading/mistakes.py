@@ -156,4 +156,87 @@ MISTAKES: dict[str, Mistake] = {
         "multiplied where you should divide",
         "Undoing a scaling divides by it: x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t.",
     ),
+    # §2.1–§2.2 the timestep embedding
+    "sin_cos_swapped": Mistake(
+        "sines and cosines swapped",
+        "The first half of the embedding holds the sines, the second half the cosines (§2.1).",
+    ),
+    "sin_cos_interleaved": Mistake(
+        "sines and cosines interleaved",
+        "Concatenate the two halves ([sin … sin, cos … cos]) instead of alternating sin, cos, sin, cos.",
+    ),
+    "frequency_formula": Mistake(
+        "the frequency formula is off",
+        "ω_i = max_period^(−i/h) for i = 0 … h − 1 with h = dim / 2: the exponent is negative and "
+        "divided by h (not h − 1, not dim), so ω_0 = 1 and the frequencies fall towards 1 / max_period.",
+    ),
+    "mlp_activation": Mistake(
+        "the time MLP's activation is misplaced",
+        "TimeEmbedding is linear_1 → SiLU → linear_2, with nothing after linear_2 (each residual "
+        "block applies its own SiLU before embed_proj).",
+    ),
+    # §2.3 the residual block
+    "time_embedding_not_injected": Mistake(
+        "time embedding not injected",
+        "Add embed_proj(SiLU(emb)), shaped (B, C_out, 1, 1), to h after conv1: without it the "
+        "network cannot tell how noisy its input is.",
+    ),
+    "embedding_without_silu": Mistake(
+        "no SiLU on the embedding before embed_proj",
+        "The block projects SiLU(emb), not emb (§2.3).",
+    ),
+    "embedding_wrong_place": Mistake(
+        "time embedding added in the wrong place",
+        "Add it between conv1 and norm2 (§2.3), not before conv1 or after conv2.",
+    ),
+    "groupnorm_missing": Mistake(
+        "GroupNorm missing",
+        "Each convolution of the block is preceded by GroupNorm then SiLU: norm1 before conv1, norm2 before conv2.",
+    ),
+    "residual_missing": Mistake(
+        "the residual connection is missing",
+        "Return h + skip(x): the block learns a correction to its input (skip is a 1×1 conv only when "
+        "the channels change).",
+    ),
+    # §2.4 attention
+    "attention_no_residual": Mistake(
+        "attention without the residual",
+        "Return x + to_out(…): the attention output is added to the block's input.",
+    ),
+    "attention_no_scaling": Mistake(
+        "attention without the 1/√d scaling",
+        "Divide the scores q kᵀ by √d before the softmax (Vaswani et al. 2017, eq. 1).",
+    ),
+    "attention_scaled_by_channels": Mistake(
+        "attention scaled by 1/√C instead of 1/√d",
+        "d is the width of one head, C / num_heads, not the full channel count.",
+    ),
+    "softmax_wrong_axis": Mistake(
+        "softmax over the wrong axis",
+        "Each query's weights over the keys must sum to 1: softmax over the last axis of the "
+        "(B, heads, N_queries, N_keys) scores.",
+    ),
+    # §2.5 resampling
+    "upsample_wrong_dims": Mistake(
+        "upsampling changes the wrong dimension",
+        "Double both H and W, and only them: F.interpolate(x, scale_factor=2, mode=\"nearest\") on (B, C, H, W).",
+    ),
+    "upsample_not_nearest": Mistake(
+        "upsampling is not nearest-neighbour",
+        "Use mode=\"nearest\" (each pixel becomes a 2×2 block), then the 3×3 convolution.",
+    ),
+    # §2.6–§2.7 the U-Net
+    "skip_not_concatenated": Mistake(
+        "skip connections dropped or added instead of concatenated",
+        "Each decoder block takes torch.cat([h, skips.pop()], dim=1), so its input has the running "
+        "channels plus the skip's (§2.6 counts them).",
+    ),
+    "skip_before_attention": Mistake(
+        "skips kept before the attention",
+        "Keep each encoder output after its attention block: h = attention(block(h, emb)), then append h.",
+    ),
+    "head_not_zero": Mistake(
+        "the output head is not zero-initialised",
+        "Set head_conv's weight and bias to zero (nn.init.zeros_): a fresh network predicts 0 (§2.6).",
+    ),
 }

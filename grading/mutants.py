@@ -41,7 +41,7 @@ def _m(name: str, file: str, mistake: str, *replacements: tuple[str, str], phase
     return Mutant(name, file, tuple(replacements), mistake, phase)
 
 
-NS, DF = "noise_schedule.py", "diffusion.py"
+NS, DF, UN = "noise_schedule.py", "diffusion.py", "unet.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     _m("linear schedule in float32", NS, "schedule_float32",
@@ -100,6 +100,42 @@ MUTANTS: tuple[Mutant, ...] = (
        ("return signal_scale * noise - noise_scale * x0", "return noise_scale * x0 - signal_scale * noise")),
     _m("x̂_0 from ε multiplies instead of dividing", DF, "conversion_multiplied",
        ("return (x_t - noise_scale * eps) / signal_scale", "return (x_t - noise_scale * eps) * signal_scale")),
+    # Phase 2: the U-Net
+    _m("sines and cosines swapped", UN, "sin_cos_swapped",
+       ("torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)",
+        "torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)"), phase=2),
+    _m("frequencies divided by h − 1", UN, "frequency_formula",
+       ("exponents = torch.arange(half, dtype=dtype, device=t.device) / half",
+        "exponents = torch.arange(half, dtype=dtype, device=t.device) / (half - 1)"), phase=2),
+    _m("time embedding not injected", UN, "time_embedding_not_injected",
+       ("h = h + self.embed_proj(F.silu(emb))[:, :, None, None]", "h = h + 0 * self.embed_proj(F.silu(emb))[:, :, None, None]"),
+       phase=2),
+    _m("GroupNorm missing before conv1", UN, "groupnorm_missing",
+       ("h = self.conv1(F.silu(self.norm1(x)))", "h = self.conv1(F.silu(x))"), phase=2),
+    _m("residual block without its skip path", UN, "residual_missing",
+       ("        return h + self.skip(x)\n", "        return h\n"), phase=2),
+    _m("attention without the residual", UN, "attention_no_residual",
+       ("        return x + out\n", "        return out\n"), phase=2),
+    _m("attention without the 1/√d scaling", UN, "attention_no_scaling",
+       ("scores = q @ k.transpose(-2, -1) / math.sqrt(head_dim)", "scores = q @ k.transpose(-2, -1)"), phase=2),
+    _m("softmax over the queries", UN, "softmax_wrong_axis",
+       ("weights = scores.softmax(dim=-1)", "weights = scores.softmax(dim=-2)"), phase=2),
+    _m("upsampling only the height", UN, "upsample_wrong_dims",
+       ('F.interpolate(x, scale_factor=2, mode="nearest")', 'F.interpolate(x, scale_factor=(4, 1), mode="nearest")'),
+       phase=2),
+    _m("skip connections dropped", UN, "skip_not_concatenated",
+       ("residual(channels + skip_channels.pop(), widths[index])", "residual(channels + 0 * skip_channels.pop(), widths[index])"),
+       ("h = torch.cat([h, skips.pop()], dim=1)", "skips.pop()"), phase=2),
+    _m("skip connections added instead of concatenated", UN, "skip_not_concatenated",
+       ("residual(channels + skip_channels.pop(), widths[index])", "residual(channels + 0 * skip_channels.pop(), widths[index])"),
+       ("h = torch.cat([h, skips.pop()], dim=1)", "h = h + skips.pop()"), phase=2),
+    _m("skips kept before the attention", UN, "skip_before_attention",
+       ("                h = attention(block(h, emb))\n                skips.append(h)\n",
+        "                h = block(h, emb)\n                skips.append(h)\n                h = attention(h)\n"),
+       phase=2),
+    _m("head left at its default initialisation", UN, "head_not_zero",
+       ("        nn.init.zeros_(self.head_conv.weight)\n", ""), ("        nn.init.zeros_(self.head_conv.bias)\n", ""),
+       phase=2),
 )
 
 

@@ -67,7 +67,7 @@ def check_groups(groups: int, channels: int, name: str = "channels") -> None:
     check_positive_int(groups, "groups")
     if channels % groups:
         raise ValueError(
-            f"groups={groups} must divide {name}={channels}: GroupNorm splits the channels "
+            f"groups={groups} must divide {name} ({channels}): GroupNorm splits the channels "
             f"into equal groups. Pick groups among the divisors of {channels}, or change the channels."
         )
 
@@ -211,7 +211,7 @@ class ResidualBlock(nn.Module):
             (B, C_out, H, W).
         """
         ### BEGIN SOLUTION §2.3
-        # Follow the five lines of the class docstring; the embedding becomes (B, C_out, 1, 1).
+        # Follow the four lines of the class docstring; the embedding becomes (B, C_out, 1, 1).
         h = self.conv1(F.silu(self.norm1(x)))  # (B, C_out, H, W)
         h = h + self.embed_proj(F.silu(emb))[:, :, None, None]  # (B, C_out) -> (B, C_out, 1, 1)
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))  # (B, C_out, H, W)
@@ -609,7 +609,7 @@ def check_config(
             )
     widths = [base_channels * mult for mult in channel_mults]
     for width in [base_channels, *widths]:
-        check_groups(groups, width, f"the width {width} of a level (base_channels × channel_mults)")
+        check_groups(groups, width, "every level's width (base_channels × channel_mults)")
     attended = [widths[level] for level in attention_levels] + [widths[-1]]  # the middle always attends
     for width in attended:
         if width % num_heads:
