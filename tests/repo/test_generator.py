@@ -43,7 +43,7 @@ def test_stubs_keep_no_reference_code():
 
 def test_generated_stubs_import_and_raise_the_stub_message(tmp_path, monkeypatch):
     make_stubs.write(tmp_path)
-    for name in ("noise_schedule", "diffusion", "utils"):
+    for name in ("noise_schedule", "diffusion", "unet", "utils"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
@@ -53,8 +53,11 @@ def test_generated_stubs_import_and_raise_the_stub_message(tmp_path, monkeypatch
             module.linear_betas(10)
         diffusion = importlib.import_module("diffusion")
         assert diffusion.NoiseSchedule is module.NoiseSchedule  # sibling import, not solutions
+        unet = importlib.import_module("unet")
+        with pytest.raises(NotImplementedError, match=r"^Phase 2\.3 · ResidualBlock\.__init__ — see"):
+            unet.ResidualBlock(8, 8, 16)
     finally:
-        for name in ("noise_schedule", "diffusion", "utils"):
+        for name in ("noise_schedule", "diffusion", "unet", "utils"):
             sys.modules.pop(name, None)
 
 
@@ -118,3 +121,44 @@ def test_check_mode_reports_drift(tmp_path, capsys):
     target.write_text(target.read_text() + "\n# edited by hand\n")
     assert make_stubs.main(["--check", "--out", str(tmp_path)]) == 1
     assert "edited by hand" in capsys.readouterr().out
+
+
+CLASS_SOURCE = '''\
+import torch
+
+
+class Block(torch.nn.Module):
+    """Doc."""
+
+    def __init__(self):
+        super().__init__()
+        ### BEGIN SOLUTION §2.5
+        # Make a layer.
+        self.layer = torch.nn.Identity()
+        ### END SOLUTION
+
+    # a comment between methods
+    def forward(self, x):
+        def helper(y):
+            ### BEGIN SOLUTION §2.5
+            # Inside a nested function.
+            return y
+            ### END SOLUTION
+
+        return helper(x)
+
+
+def plain(x):
+    ### BEGIN SOLUTION §2.6
+    # Plain function.
+    return x
+    ### END SOLUTION
+'''
+
+
+def test_methods_are_named_with_their_class():
+    names = [region.function for region in find_regions(CLASS_SOURCE, "block.py")]
+    assert names == ["Block.__init__", "helper", "plain"]
+    stub = stub_out(CLASS_SOURCE)
+    assert 'raise NotImplementedError("Phase 2.5 · Block.__init__ — see IMPLEMENTATION_GUIDE.md §2.5")' in stub
+    ast.parse(stub)

@@ -5,6 +5,7 @@ readable reasons on wrong code, a report even when a submission breaks, valid Gr
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -20,9 +21,9 @@ from tools import make_stubs
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def reference_result():
-    return run_phase(1, impl="solutions")
+@pytest.fixture(scope="module", params=[1, 2], ids=["phase 1", "phase 2"])
+def reference_result(request):
+    return run_phase(request.param, impl="solutions")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def complete_submission(folder: Path) -> Path:
 
 
 def test_reference_gets_full_marks(reference_result):
-    assert reference_result.checks, "phase 1 has no checks"
+    assert reference_result.checks, f"phase {reference_result.phase} has no checks"
     failed = [(c.number, c.output) for c in reference_result.checks if not c.passed]
     assert not failed
     assert reference_result.score == reference_result.max_score > 0
@@ -53,17 +54,21 @@ def test_every_check_is_numbered_by_its_section(reference_result):
     assert len(set(numbers)) == len(numbers)
     for check in reference_result.checks:
         assert check.number.startswith(check.section + ".")
-        assert check.phase == 1 and check.points > 0
+        assert check.phase == reference_result.phase and check.points > 0
 
 
 def test_untouched_stubs_score_zero_with_one_line_each(stub_folder, reference_result):
-    result = run_phase(1, submission=stub_folder)
+    result = run_phase(reference_result.phase, submission=stub_folder)
     assert len(result.checks) == len(reference_result.checks)
     assert result.score == 0
     for check in result.checks:
         assert check.not_attempted, (check.number, check.output)
         assert "\n" not in check.output and "Traceback" not in check.output
-        assert f"see IMPLEMENTATION_GUIDE.md §{check.section}" in check.output
+        # Its own section, or an earlier one of the phase it needs (UNet.forward needs UNet.__init__).
+        pointed = re.search(r"see IMPLEMENTATION_GUIDE\.md §(\d+)\.(\d+)", check.output)
+        assert pointed, check.output
+        assert (int(pointed[1]), int(pointed[2])) <= tuple(map(int, check.section.split(".")))
+        assert pointed[1] == str(reference_result.phase)
 
 
 def test_a_wrong_value_names_function_input_expected_got_and_the_mistake(tmp_path):
@@ -156,8 +161,8 @@ def test_results_json_validates_and_is_written_for_broken_phases(tmp_path, stub_
     assert data["score"] == 0 and data["execution_time"] > 0
     phase1 = [t for t in data["tests"] if "phase1" in t["tags"]]
     assert phase1 and all(t["output"] == "Not attempted yet." for t in phase1)
-    hidden = [t for t in data["tests"] if "phase2" in t["tags"]]
-    assert len(hidden) == 1 and hidden[0]["visibility"] == "hidden" and hidden[0]["max_score"] == 5
+    hidden = [t for t in data["tests"] if t["visibility"] == "hidden"]
+    assert len(hidden) == 1 and "phase2" in hidden[0]["tags"] and hidden[0]["max_score"] == 5
     assert "did not run" in hidden[0]["output"]
     printed = capsys.readouterr().out
     assert "0 / " in printed and "not attempted yet" in printed
@@ -187,3 +192,20 @@ def test_bad_arguments_exit_with_a_usage_error(argv, capsys):
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
 
+
+
+def test_a_crash_in_a_learner_module_names_the_class_method_and_line(tmp_path):
+    """Phase 2 modules are wrapped too: a crash in forward names the block and the learner's line."""
+    complete_submission(tmp_path)
+    target = tmp_path / "unet.py"
+    text = target.read_text(encoding="utf-8")
+    line = "        return self.conv(x)\n"
+    assert text.count(line) == 1
+    target.write_text(text.replace(line, "        return self.conv(x).view(-1, 7)\n"), encoding="utf-8")
+    result = run_phase(2, submission=tmp_path)
+    downsample = next(c for c in result.checks if c.function == "Downsample")
+    assert not downsample.passed
+    assert downsample.output.startswith("`Downsample.forward` raised RuntimeError")
+    assert "at unet.py line" in downsample.output and "view(-1, 7)" in downsample.output
+    upsample = next(c for c in result.checks if c.function == "Upsample")
+    assert upsample.passed  # the other blocks are graded on their own

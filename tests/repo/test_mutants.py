@@ -20,7 +20,16 @@ def test_phase1_has_at_least_eight_mutants():
     assert len({m.mistake for m in MUTANTS if m.phase == 1}) >= 8
 
 
+def test_phase2_has_the_issue_mutants():
+    """The U-Net mutants the phase promises: embedding, injection, skips, attention, GroupNorm, upsampling."""
+    required = {"sin_cos_swapped", "frequency_formula", "time_embedding_not_injected", "skip_not_concatenated",
+                "attention_no_residual", "attention_no_scaling", "softmax_wrong_axis", "groupnorm_missing",
+                "upsample_wrong_dims"}
+    assert required <= {m.mistake for m in MUTANTS if m.phase == 2}
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # one grading process per mutant: about 2 minutes on two cores
 def test_every_mutant_is_caught_with_its_mistake_named():
     verdicts = run_all(MUTANTS)
     missed = [
