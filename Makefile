@@ -5,6 +5,7 @@
 #   make grade [PHASE=1]   grade your own files (points per phase, one reason per failing check)
 #   make stubs             maintainers: regenerate the learner files from solutions/
 #   make mutants           maintainers: show which check catches each deliberate mistake
+#   make bench             measure the default U-Net against the course baseline (benchmarks/)
 #   make setup | clean
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ PY := $(VENV)/bin/python
 # requirements.txt changes, make sees it is newer and installs again.
 STAMP := $(VENV)/.installed-requirements.txt
 
-.PHONY: setup demo test grade stubs mutants clean
+.PHONY: setup demo test grade stubs mutants bench clean
 
 setup: $(STAMP)
 
@@ -39,6 +40,9 @@ stubs: setup
 
 mutants: setup
 	$(PY) -m grading.mutants
+
+bench: setup
+	$(PY) -m benchmarks.bench_unet
 
 clean:
 	rm -rf runs results.json .pytest_cache
