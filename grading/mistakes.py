@@ -239,4 +239,63 @@ MISTAKES: dict[str, Mistake] = {
         "the output head is not zero-initialised",
         "Set head_conv's weight and bias to zero (nn.init.zeros_): a fresh network predicts 0 (§2.6).",
     ),
+    # §3.1–§3.4 training
+    "data_unit_range": Mistake(
+        "images left in [0, 1] instead of [-1, 1]",
+        "The forward process assumes data in [-1, 1] (so that x_T is pure noise of the same scale): map x ↦ 2x − 1.",
+    ),
+    "data_scaled_255": Mistake(
+        "images scaled as if they were 0–255",
+        "The datasets give floats in [0, 1] already (like torchvision's ToTensor): map x ↦ 2x − 1, no 255.",
+    ),
+    "eps_target_for_v": Mistake(
+        "the ε target used with v-prediction",
+        "Each prediction type has its own target: ε for \"eps\", x_0 for \"x0\", v_target(x0, t, noise) for \"v\".",
+    ),
+    "targets_swapped": Mistake(
+        "the ε and x_0 targets swapped",
+        "\"eps\" trains the network to output the noise, \"x0\" the clean images.",
+    ),
+    "snr_not_clipped": Mistake(
+        "min-SNR weights without the clip at γ",
+        "Use min(SNR_t, γ) (Hang et al. 2023): without the clip the weights are all 1 for ε-prediction.",
+    ),
+    "min_snr_formula": Mistake(
+        "the min-SNR weight of another prediction type",
+        "ε: min(SNR, γ) / SNR; x_0: min(SNR, γ); v: min(SNR, γ) / (SNR + 1) (§3.2).",
+    ),
+    "loss_wrong_reduction": Mistake(
+        "the loss averaged over the wrong axes",
+        "Average each image's error over its pixels and channels (mean over every dimension but the "
+        "batch), weight it, then average over the batch: sums make the loss (and the learning rate) depend on the image size.",
+    ),
+    "loss_weights_ignored": Mistake(
+        "the per-image weights are ignored",
+        "Multiply each image's mean error by its weight before averaging over the batch.",
+    ),
+    "t_from_one": Mistake(
+        "t drawn from {1, …, T} instead of {0, …, T−1}",
+        "Timesteps are 0-indexed here: torch.randint(0, T, (B,)) (the upper bound is exclusive).",
+    ),
+    "draw_order": Mistake(
+        "t and the noise drawn in the other order",
+        "Draw t first, then the noise, from the same generator: the order is part of the contract that "
+        "makes runs reproducible and comparable with the reference.",
+    ),
+    "noise_shape": Mistake(
+        "noise not matched to x0's shape",
+        "ε must have x0's full shape (B, C, H, W), with x0's dtype: torch.randn(x0.shape, …).",
+    ),
+    "model_sees_x0": Mistake(
+        "the model is given x_0 instead of x_t",
+        "Noise the images first (x_t = q_sample(x0, t, noise)) and give the network x_t and t.",
+    ),
+    "ema_no_warmup": Mistake(
+        "EMA decay without its warm-up",
+        "Use min(max_decay, (1 + step) / (10 + step)): early averages must forget fast.",
+    ),
+    "ema_inverted": Mistake(
+        "EMA decay inverted",
+        "θ_ema ← decay · θ_ema + (1 − decay) · θ: the decay (close to 1) multiplies the average, not the new weights.",
+    ),
 }

@@ -41,7 +41,7 @@ def _m(name: str, file: str, mistake: str, *replacements: tuple[str, str], phase
     return Mutant(name, file, tuple(replacements), mistake, phase)
 
 
-NS, DF, UN = "noise_schedule.py", "diffusion.py", "unet.py"
+NS, DF, UN, TR = "noise_schedule.py", "diffusion.py", "unet.py", "train.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     _m("linear schedule in float32", NS, "schedule_float32",
@@ -136,6 +136,29 @@ MUTANTS: tuple[Mutant, ...] = (
     _m("head left at its default initialisation", UN, "head_not_zero",
        ("        nn.init.zeros_(self.head_conv.weight)\n", ""), ("        nn.init.zeros_(self.head_conv.bias)\n", ""),
        phase=2),
+    # Phase 3: training
+    _m("images left in [0, 1]", TR, "data_unit_range", ("    return images * 2 - 1\n", "    return images\n"), phase=3),
+    _m("ε target with v-prediction", TR, "eps_target_for_v",
+       ("    return v_target(x0, t, noise, schedule)\n", "    return noise\n"), phase=3),
+    _m("v target with the wrong sign", TR, "v_wrong_sign",
+       ("    return v_target(x0, t, noise, schedule)\n", "    return -v_target(x0, t, noise, schedule)\n"), phase=3),
+    _m("loss summed over the pixels", TR, "loss_wrong_reduction",
+       ("per_image = per_pixel.mean(dim=tuple(range(1, per_pixel.ndim)))",
+        "per_image = per_pixel.sum(dim=tuple(range(1, per_pixel.ndim)))"), phase=3),
+    _m("t drawn from {1, …, T}", TR, "t_from_one",
+       ("t = torch.randint(0, num_timesteps, (x0.shape[0],), generator=generator, device=source)",
+        "t = torch.randint(1, num_timesteps + 1, (x0.shape[0],), generator=generator, device=source)"), phase=3),
+    _m("noise with one channel", TR, "noise_shape",
+       ("noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=source)",
+        "noise = torch.randn((x0.shape[0], 1, *x0.shape[2:]), generator=generator, dtype=x0.dtype, device=source)"),
+       phase=3),
+    _m("model given x_0", TR, "model_sees_x0",
+       ("output = model(x_t, t, class_labels)", "output = model(x0, t, class_labels)"), phase=3),
+    _m("EMA decay inverted", TR, "ema_inverted",
+       ("averaged.mul_(decay).add_(current.detach(), alpha=1 - decay)",
+        "averaged.mul_(1 - decay).add_(current.detach(), alpha=decay)"), phase=3),
+    _m("EMA decay without warm-up", TR, "ema_no_warmup",
+       ("return min(max_decay, (1 + step) / (10 + step))", "return max_decay"), phase=3),
 )
 
 

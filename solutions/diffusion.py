@@ -272,3 +272,142 @@ def eps_from_v(
     noise_scale = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x_t)
     return noise_scale * x_t + signal_scale * v
     ### END SOLUTION
+
+
+# ---------------------------------------------------------------------------
+# Sampling (provided for now: the training command and the demo draw samples with it;
+# Phase 4 turns these into exercises and adds DDPM)
+# ---------------------------------------------------------------------------
+
+PREDICTION_TYPES = ("eps", "x0", "v")
+SPACINGS = ("leading", "trailing", "linspace")
+
+
+def model_predictions(
+    model_output: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    schedule: NoiseSchedule,
+    prediction: str = "eps",
+    clip_x0: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn the network's output into (x̂_0, ε̂), whatever it was trained to predict.
+
+    Args:
+        model_output: (B, C, H, W) what the network returned for (x_t, t).
+        x_t: (B, C, H, W) the noisy images.
+        t: (B,) int64 timesteps.
+        schedule: the noise schedule.
+        prediction: "eps", "x0" or "v".
+        clip_x0: clamp x̂_0 to [-1, 1] (the data range) and recompute ε̂ from it.
+
+    Returns:
+        x0_hat, eps_hat: both (B, C, H, W).
+    """
+    if prediction not in PREDICTION_TYPES:
+        raise ValueError(f"prediction must be one of {', '.join(PREDICTION_TYPES)}; got {prediction!r}")
+    if prediction == "eps":
+        x0_hat = x0_from_eps(x_t, t, model_output, schedule)
+    elif prediction == "x0":
+        x0_hat = model_output
+    else:
+        x0_hat = x0_from_v(x_t, t, model_output, schedule)
+    if clip_x0:
+        x0_hat = x0_hat.clamp(-1, 1)
+    if prediction == "eps" and not clip_x0:
+        return x0_hat, model_output
+    return x0_hat, eps_from_x0(x_t, t, x0_hat, schedule)
+
+
+def inference_timesteps(num_timesteps: int, num_steps: int, spacing: str = "trailing") -> torch.Tensor:
+    """The N ≤ T timesteps a sampler visits, in descending order (int64, shape (N,)).
+
+    "leading":  0, k, 2k, … (k = T // N), reversed: never visits T − 1.
+    "trailing": T − 1, T − 1 − k', … with k' = T / N rounded (Lin et al. 2024): starts at T − 1.
+    "linspace": N evenly spaced values from T − 1 down to 0, rounded.
+    """
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}; got {spacing!r}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
+        raise ValueError(f"num_steps must be an int in [1, T = {num_timesteps}]; got {num_steps!r}")
+    if spacing == "leading":
+        steps = torch.arange(0, num_steps) * (num_timesteps // num_steps)
+    elif spacing == "trailing":
+        steps = torch.round(torch.arange(num_timesteps, 0, -num_timesteps / num_steps)).long() - 1
+    else:
+        steps = torch.linspace(0, num_timesteps - 1, num_steps).round()
+    return steps.long().unique().flip(0)
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    t_prev: torch.Tensor,
+    x0_hat: torch.Tensor,
+    eps_hat: torch.Tensor,
+    schedule: NoiseSchedule,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One DDIM step from t to t_prev < t (Song et al. 2021, eq. 12); t_prev = −1 means "to x_0".
+
+        σ = η √((1 − ᾱ_prev) / (1 − ᾱ_t)) √(1 − ᾱ_t / ᾱ_prev)
+        x_prev = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev − σ²) ε̂ + σ z
+    """
+    alpha_bar = extract(schedule.alphas_cumprod, t, x_t)
+    prev_values = torch.cat([schedule.alphas_cumprod.new_ones(1), schedule.alphas_cumprod])
+    alpha_bar_prev = extract(prev_values, t_prev + 1, x_t)  # index shifted: t_prev = −1 gives ᾱ = 1
+    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
+    direction = (1 - alpha_bar_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
+    x_prev = alpha_bar_prev.sqrt() * x0_hat + direction
+    if eta > 0:
+        if noise is None:
+            raise ValueError("ddim_step with eta > 0 needs noise")
+        x_prev = x_prev + sigma * noise
+    return x_prev
+
+
+@torch.no_grad()
+def ddim_sample(
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    shape: tuple[int, ...],
+    *,
+    num_steps: int = 50,
+    eta: float = 0.0,
+    prediction: str = "eps",
+    clip_x0: bool = True,
+    spacing: str = "trailing",
+    generator: torch.Generator | None = None,
+    class_labels: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Draw images with DDIM: start from x_T ~ N(0, I), take ``num_steps`` steps down to x_0.
+
+    Random draws (x_T, then one noise per step when η > 0) come from ``generator``
+    on its device and are moved to ``device``. Returns (B, C, H, W) in about [-1, 1].
+    """
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    device = torch.device(device) if device is not None else schedule.betas.device
+    source = generator.device if generator is not None else torch.device("cpu")
+    dtype = schedule.betas.dtype
+    x = torch.randn(shape, generator=generator, device=source, dtype=dtype).to(device)
+    timesteps = inference_timesteps(schedule.num_timesteps, num_steps, spacing)
+    pairs = list(zip(timesteps.tolist(), timesteps[1:].tolist() + [-1]))
+    iterator = pairs
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(pairs, desc="sampling", leave=False)
+    for step, previous in iterator:
+        t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
+        t_prev = torch.full((shape[0],), previous, dtype=torch.int64, device=device)
+        output = model(x, t, class_labels) if class_labels is not None else model(x, t)
+        x0_hat, eps_hat = model_predictions(output.to(dtype), x, t, schedule, prediction, clip_x0)
+        noise = None
+        if eta > 0:
+            noise = torch.randn(shape, generator=generator, device=source, dtype=dtype).to(device)
+        x = ddim_step(x, t, t_prev, x0_hat, eps_hat, schedule, eta, noise)
+    return x

@@ -28,6 +28,13 @@ def test_phase2_has_the_issue_mutants():
     assert required <= {m.mistake for m in MUTANTS if m.phase == 2}
 
 
+def test_phase3_has_the_issue_mutants():
+    """The training mutants the phase promises."""
+    required = {"t_from_one", "eps_target_for_v", "v_wrong_sign", "loss_wrong_reduction", "ema_inverted",
+                "data_unit_range", "noise_shape"}
+    assert required <= {m.mistake for m in MUTANTS if m.phase == 3}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # one grading process per mutant: about 2 minutes on two cores
 def test_every_mutant_is_caught_with_its_mistake_named():

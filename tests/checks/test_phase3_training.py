@@ -1,0 +1,285 @@
+"""Phase 3 checks: the training targets, the loss, one training step and the EMA (guide §3.1–§3.4).
+
+Each function is graded alone: inputs are built with the reference, and the
+checks of training_step put the reference's helpers (q_sample, v_target and the
+§3.1–§3.2 functions) into your train module, so only the step itself is judged.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grading.checker import check_close, fail
+from grading.modules import randomize_, reference_parts
+
+pytestmark = pytest.mark.phase3
+
+F64 = torch.float64
+T = 1000
+HELPERS = ("q_sample", "v_target", "check_images", "check_timesteps")
+STEP_HELPERS = ("training_target", "min_snr_weights", "diffusion_loss", "sample_training_inputs")
+
+
+@pytest.fixture(scope="module")
+def schedule(ref):
+    return ref.noise_schedule.NoiseSchedule.from_name("cosine", T, dtype=F64)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """Seeded x0 in [-1, 1] with 3 channels, noise, and timesteps at both ends and in the middle."""
+    generator = torch.Generator().manual_seed(3)
+    x0 = torch.rand((4, 3, 6, 6), generator=generator, dtype=F64) * 2 - 1
+    noise = torch.randn((4, 3, 6, 6), generator=generator, dtype=F64)
+    t = torch.tensor([0, 1, 500, T - 1])
+    return x0, noise, t
+
+
+def per_image(values: torch.Tensor) -> torch.Tensor:
+    return values.reshape(-1, 1, 1, 1)
+
+
+# ---------------------------------------------------------------------------
+# §3.1 to_model_range and training_target
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("3.1", "to_model_range")
+def test_to_model_range(impl, ref):
+    """to_model_range maps [0, 1] to [-1, 1]"""
+    images = torch.rand((3, 1, 5, 5), generator=torch.Generator().manual_seed(4))
+    images[0, 0, 0, :2] = torch.tensor([0.0, 1.0])  # both ends
+    check_close(
+        impl.train.to_model_range(images), ref.train.to_model_range(images),
+        function="to_model_range", section="3.1", inputs={"images": images},
+        mistakes={"data_unit_range": images, "data_scaled_255": [images / 127.5 - 1, images / 255 * 2 - 1]},
+    )
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("3.1", "training_target")
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_training_target(impl, ref, schedule, batch, prediction):
+    """training_target is ε, x_0 or v for each prediction type"""
+    x0, noise, t = batch
+    v = ref.diffusion.v_target(x0, t, noise, schedule)
+    mistakes = {"v_wrong_sign": -v} if prediction == "v" else {}
+    mistakes["eps_target_for_v" if prediction == "v" else "targets_swapped"] = noise if prediction != "eps" else x0
+    with reference_parts(impl.train.module, ref.diffusion, HELPERS):
+        got = impl.train.training_target(prediction, x0, noise, t, schedule)
+    check_close(
+        got, ref.train.training_target(prediction, x0, noise, t, schedule),
+        function="training_target", section="3.1",
+        inputs={"prediction": prediction, "x0": x0, "noise": noise, "t": t, "schedule": schedule},
+        mistakes=mistakes,
+    )
+
+
+# ---------------------------------------------------------------------------
+# §3.2 min_snr_weights and diffusion_loss
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.2", "min_snr_weights")
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_min_snr_weights(impl, ref, schedule, prediction):
+    """min_snr_weights is min(SNR, γ) converted to the prediction type"""
+    t = torch.tensor([0, 10, 100, 400, 999])
+    snr = schedule.snr[t]
+    clipped = snr.clamp(max=5.0)
+    formulas = {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}
+    unclipped = {"eps": torch.ones_like(snr), "x0": snr, "v": snr / (snr + 1)}
+    with reference_parts(impl.train.module, ref.diffusion, HELPERS):
+        got = impl.train.min_snr_weights(t, schedule, prediction, 5.0)
+    check_close(
+        got, ref.train.min_snr_weights(t, schedule, prediction, 5.0),
+        function="min_snr_weights", section="3.2",
+        inputs={"t": t, "schedule": schedule, "prediction": prediction, "gamma": 5.0},
+        mistakes={"snr_not_clipped": unclipped[prediction],
+                  "min_snr_formula": [w for name, w in formulas.items() if name != prediction]},
+    )
+
+
+LOSS_CASES = [(loss, weighted) for loss in ("l2", "l1", "huber") for weighted in (False, True)]
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.2", "diffusion_loss")
+@pytest.mark.parametrize("loss_type, weighted", LOSS_CASES,
+                         ids=[f"{loss}{' weighted' if w else ''}" for loss, w in LOSS_CASES])
+def test_diffusion_loss(impl, ref, batch, loss_type, weighted):
+    """diffusion_loss: per-image mean error, weighted, averaged over the batch"""
+    x0, noise, _ = batch
+    output = noise * 1.7 + 0.3 * x0  # errors both below and above Huber's δ = 1
+    weights = torch.tensor([0.5, 1.0, 2.0, 0.1], dtype=F64) if weighted else None
+    per_pixel = {"l2": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[loss_type](output, noise, reduction="none")
+    w = weights if weighted else torch.ones(4, dtype=F64)
+    mistakes = {"loss_wrong_reduction": [(per_pixel.sum(dim=(1, 2, 3)) * w).mean(), (per_pixel.mean(dim=(1, 2, 3)) * w).sum(),
+                                         (per_pixel * per_image(w)).sum()]}
+    if weighted:
+        mistakes["loss_weights_ignored"] = per_pixel.mean()
+    got = impl.train.diffusion_loss(output, noise, loss_type, weights)
+    check_close(
+        got, ref.train.diffusion_loss(output, noise, loss_type, weights),
+        function="diffusion_loss", section="3.2",
+        inputs={"output": output, "target": noise, "loss_type": loss_type, "weights": weights},
+        mistakes=mistakes,
+    )
+
+
+# ---------------------------------------------------------------------------
+# §3.3 sample_training_inputs and training_step
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(3)
+@pytest.mark.exercise("3.3", "sample_training_inputs")
+def test_sample_training_inputs(impl, ref):
+    """sample_training_inputs draws t ∈ {0, …, T−1}, then ε shaped like x0, from the generator"""
+    x0 = torch.zeros((6, 3, 4, 5), dtype=torch.float32)
+    got_t, got_noise = impl.train.sample_training_inputs(x0, T, torch.Generator().manual_seed(7))
+    want_t, want_noise = ref.train.sample_training_inputs(x0, T, torch.Generator().manual_seed(7))
+
+    def drawn(first: str) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(7)
+        if first == "noise":
+            noise = torch.randn(x0.shape, generator=generator)
+            return torch.randint(0, T, (6,), generator=generator), noise
+        return torch.randint(1, T + 1, (6,), generator=generator), torch.randn(x0.shape, generator=generator)
+
+    swapped_t, swapped_noise = drawn("noise")
+    from_one_t, _ = drawn("t from one")
+    inputs = {"x0": x0, "num_timesteps": T, "generator": "torch.Generator().manual_seed(7)"}
+    check_close(got_t, want_t, function="sample_training_inputs", section="3.3", inputs=inputs, what="t",
+                mistakes={"t_from_one": from_one_t, "draw_order": swapped_t})
+    narrow = (6, 1, 4, 5)
+    check_close(got_noise, want_noise, function="sample_training_inputs", section="3.3", inputs=inputs,
+                what="the noise", mistakes={"noise_shape": torch.full(narrow, float("nan")),
+                                            "draw_order": swapped_noise})
+
+
+def tiny_unet(ref, seed: int) -> nn.Module:
+    """A small reference U-Net with random float64 weights (the model is an input here)."""
+    model = ref.unet.UNet(base_channels=8, channel_mults=(1, 2), attention_levels=(1,), num_heads=2, groups=4,
+                          in_channels=3)
+    return randomize_(model.double(), seed=seed)
+
+
+@pytest.mark.points(3)
+@pytest.mark.exercise("3.3", "training_step")
+@pytest.mark.parametrize("prediction, loss_type, snr_gamma", [("eps", "l2", None), ("v", "huber", 5.0)],
+                         ids=["eps l2", "v huber min-SNR"])
+def test_training_step_loss(impl, ref, schedule, batch, prediction, loss_type, snr_gamma):
+    """training_step returns the loss of the model on x_t for the given t and noise"""
+    x0, noise, t = batch
+    model = tiny_unet(ref, seed=60)
+    kwargs = dict(prediction=prediction, loss_type=loss_type, t=t, noise=noise, snr_gamma=snr_gamma)
+    with reference_parts(impl.train.module, ref.diffusion, HELPERS), \
+            reference_parts(impl.train.module, ref.train, STEP_HELPERS), torch.no_grad():
+        got = impl.train.training_step(model, x0, schedule, **kwargs)
+    with torch.no_grad():
+        expected = ref.train.training_step(model, x0, schedule, **kwargs)
+        target = ref.train.training_target(prediction, x0, noise, t, schedule)
+        weights = ref.train.min_snr_weights(t, schedule, prediction, snr_gamma) if snr_gamma else None
+        on_x0 = ref.train.diffusion_loss(model(x0, t), target, loss_type, weights)
+    check_close(got, expected, function="training_step", section="3.3",
+                inputs={"x0": x0, "t": t, "noise": noise, **{k: kwargs[k] for k in ("prediction", "loss_type", "snr_gamma")}},
+                mistakes={"model_sees_x0": on_x0})
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("3.3", "training_step")
+def test_training_step_gradients(impl, ref, schedule, batch):
+    """The loss of training_step gives the reference's gradients on every parameter"""
+    x0, noise, t = batch
+    mine, theirs = tiny_unet(ref, seed=61), tiny_unet(ref, seed=61)
+    with reference_parts(impl.train.module, ref.diffusion, HELPERS), \
+            reference_parts(impl.train.module, ref.train, STEP_HELPERS):
+        loss = impl.train.training_step(mine, x0, schedule, t=t, noise=noise)
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+        fail("training_step must return the loss attached to the model's graph (a tensor with "
+             "requires_grad=True): do not call .item(), .detach() or torch.no_grad() inside it. "
+             "See IMPLEMENTATION_GUIDE.md §3.3.")
+    loss.backward()
+    ref.train.training_step(theirs, x0, schedule, t=t, noise=noise).backward()
+    got = torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros_like(p).flatten() for p in mine.parameters()])
+    expected = torch.cat([p.grad.flatten() for p in theirs.parameters()])
+    check_close(got, expected, function="training_step", section="3.3",
+                inputs={"x0": x0, "t": t, "noise": noise}, what="the gradients (all parameters, flattened)",
+                rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("3.3", "training_step")
+def test_training_step_draws_from_the_generator(impl, ref, schedule, batch):
+    """Without t and noise, training_step draws them from the generator (t first, then ε)"""
+    x0, _, _ = batch
+    model = tiny_unet(ref, seed=62)
+    with reference_parts(impl.train.module, ref.diffusion, HELPERS), \
+            reference_parts(impl.train.module, ref.train, STEP_HELPERS), torch.no_grad():
+        got = impl.train.training_step(model, x0, schedule, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        expected = ref.train.training_step(model, x0, schedule, generator=torch.Generator().manual_seed(8))
+    check_close(got, expected, function="training_step", section="3.3",
+                inputs={"x0": x0, "generator": "torch.Generator().manual_seed(8)"})
+
+
+# ---------------------------------------------------------------------------
+# §3.4 ema_decay and ema_update
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("3.4", "ema_decay")
+def test_ema_decay(impl, ref):
+    """ema_decay warms up as (1 + step) / (10 + step), capped at max_decay"""
+    steps = [0, 1, 8, 50, 500, 100_000]
+    for max_decay in (0.999, 0.9):
+        got = torch.tensor([float(impl.train.ema_decay(step, max_decay)) for step in steps], dtype=F64)
+        expected = torch.tensor([ref.train.ema_decay(step, max_decay) for step in steps], dtype=F64)
+        check_close(
+            got, expected, function="ema_decay", section="3.4",
+            inputs={"step": torch.tensor(steps), "max_decay": max_decay}, what="the decays at these steps",
+            mistakes={"ema_no_warmup": torch.full((len(steps),), max_decay, dtype=F64),
+                      "ema_inverted": 1 - expected},
+        )
+
+
+class TwoLayers(nn.Module):
+    """A small model with parameters and a buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 4)
+        self.norm = nn.BatchNorm1d(4)
+
+
+@pytest.mark.points(3)
+@pytest.mark.exercise("3.4", "ema_update")
+def test_ema_update(impl, ref):
+    """ema_update moves the average towards the model: decay · θ_ema + (1 − decay) · θ"""
+    model = randomize_(TwoLayers().double(), seed=70)
+    model.norm.running_mean.fill_(0.25)
+    start = randomize_(TwoLayers().double(), seed=71)
+    mine, theirs = copy.deepcopy(start), copy.deepcopy(start)
+    impl.train.ema_update(mine, model, 0.9)
+    ref.train.ema_update(theirs, model, 0.9)
+    flat = lambda m: torch.cat([v.flatten().to(F64) for v in m.state_dict().values()])  # noqa: E731
+    inverted = copy.deepcopy(start)
+    with torch.no_grad():
+        for averaged, current in zip(inverted.parameters(), model.parameters()):
+            averaged.copy_(0.1 * averaged + 0.9 * current)
+        for averaged, current in zip(inverted.buffers(), model.buffers()):
+            averaged.copy_(current)
+    check_close(flat(mine), flat(theirs), function="ema_update", section="3.4",
+                inputs={"decay": 0.9}, what="the EMA model's state_dict (flattened)",
+                mistakes={"ema_inverted": flat(inverted)})
+    if any(p.requires_grad and p.grad is not None for p in mine.parameters()):
+        fail("ema_update left gradients on the EMA model: update under torch.no_grad(). See §3.4.")
