@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 import solutions.train as reference_train
-from solutions.train import CHECKPOINT_FORMAT, atomic_write, main
+import solutions.trainer as reference_trainer
+from solutions.trainer import CHECKPOINT_FORMAT, atomic_write, main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -170,7 +171,7 @@ def test_epochs_and_gradient_accumulation(tiny, tmp_path):
 def test_grids_fall_back_to_the_reference_sampler_while_yours_is_a_stub(tiny, tmp_path, monkeypatch, capsys):
     import types
 
-    real_import = reference_train.import_impl
+    real_import = reference_trainer.import_impl
     calls = []
 
     def stub_sampler(*args, **kwargs):
@@ -182,7 +183,7 @@ def test_grids_fall_back_to_the_reference_sampler_while_yours_is_a_stub(tiny, tm
             return types.SimpleNamespace(ddim_sample=stub_sampler)
         return real_import(name, impl)
 
-    monkeypatch.setattr(reference_train, "import_impl", import_impl)
+    monkeypatch.setattr(reference_trainer, "import_impl", import_impl)
     out = tmp_path / "fallback"
     assert main(tiny(out, "--sample-every", "0", steps=1)) == 0
     printed = capsys.readouterr().out

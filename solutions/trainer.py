@@ -1,0 +1,1025 @@
+"""§3.5 · The training loop and the ``python train.py`` command (provided: nothing to fill in here).
+
+``python train.py`` runs :func:`main` below. It follows DDPM's Algorithm 1 with the
+usual modern additions: AdamW, learning-rate warm-up then cosine decay, gradient
+clipping, gradient accumulation, mixed precision on CUDA, an EMA of the weights, and
+checkpoints that resume exactly (same weights, bit for bit, on the CPU).
+
+Your Phase 3 functions live in train.py; this loop calls them (or the reference's,
+with --impl solutions) through the module chosen at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import csv
+import json
+import math
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .train import LOSS_TYPES, PREDICTION_TYPES
+from .utils import DEVICES, IMPLEMENTATIONS, import_impl, pick_device, resolve_impl, seed_everything, to_unit_range
+
+#: The settings ``python train.py`` uses without flags: those of ``make demo``, about 4–5 minutes
+#: on two CPU cores for recognisable digits (README.md, "Training").
+DEFAULT_STEPS = 1200
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_LR = 2e-3
+DEFAULT_WARMUP_STEPS = 100
+DEFAULT_SCHEDULE = "cosine"
+#: v rather than ε by default: with the cosine schedule ᾱ_{T−1} ≈ 2e-9, so the x̂_0 that an
+#: ε-prediction implies at the noisiest steps, (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, magnifies every
+#: error ~10⁴ times (clipped, it draws blobs); v stays well-behaved at every t (Salimans & Ho 2022).
+DEFAULT_PREDICTION = "v"
+#: The cosine decay ends at this fraction of the peak learning rate (not 0: the last
+#: steps still learn, and a run extended with --resume does not restart from nothing).
+MIN_LR_RATIO = 0.1
+#: Gradients are rescaled so that their global L2 norm is at most this.
+GRAD_CLIP_NORM = 1.0
+AMP_CHOICES = ("auto", "bf16", "fp16", "none")
+#: What a checkpoint says it is; a file without it is refused with a clear message.
+CHECKPOINT_FORMAT = "diffusion-exercises/train.py checkpoint"
+CHECKPOINT_VERSION = 1
+#: Settings a --resume may change: how the run is carried out, not what it trains.
+RESUMABLE_SETTINGS = (
+    "steps", "epochs", "time_limit", "sample_every", "sample_steps", "num_samples",
+    "checkpoint_every", "save_every", "device", "amp", "channels_last", "compile", "num_workers",
+    "data_dir", "download", "impl",
+)
+#: The model-size flags and the UNet argument each sets.
+MODEL_FLAGS = ("base_channels", "channel_mults", "num_res_blocks", "attention_levels", "num_heads", "dropout")
+LOSS_CSV_FIELDS = ("step", "loss", "lr", "images_per_s")
+
+
+class TrainError(RuntimeError):
+    """A problem that stops a run, reported as one line (``train.py: error: …``), exit status 1."""
+
+
+def flag(dest: str) -> str:
+    """The command-line spelling of a setting: "batch_size" → "--batch-size"."""
+    return "--" + dest.replace("_", "-")
+
+
+# -- argument types: each raises ArgumentTypeError, which argparse reports as "argument --flag: …"
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number ≥ {minimum}; got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number ≥ {minimum}; got {value}")
+        return value
+
+    parse.__name__ = f"int ≥ {minimum}"
+    return parse
+
+
+def _float_in(low: float, high: float | None = None, *, low_open: bool = True, high_open: bool = True):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        above = value > low if low_open else value >= low
+        below = high is None or (value < high if high_open else value <= high)
+        if not (math.isfinite(value) and above and below):
+            left = "(" if low_open else "["
+            right = "∞)" if high is None else (f"{high:g})" if high_open else f"{high:g}]")
+            raise argparse.ArgumentTypeError(f"must be a number in {left}{low:g}, {right}; got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _int_list(allow_empty: bool):
+    def parse(text: str) -> tuple[int, ...]:
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        try:
+            values = tuple(int(part) for part in parts)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be comma-separated whole numbers such as 1,2,4; got {text!r}"
+            ) from None
+        if not values and not allow_empty:
+            raise argparse.ArgumentTypeError(f"must name at least one number, such as 1,2,4; got {text!r}")
+        if any(value < 0 for value in values):
+            raise argparse.ArgumentTypeError(f"must be whole numbers ≥ 0; got {text!r}")
+        return values
+
+    parse.__name__ = "list"
+    return parse
+
+
+def _dataset_names() -> tuple[str, ...]:
+    from .image_data import DATASETS
+
+    return tuple(DATASETS)
+
+
+def _model_defaults() -> dict:
+    """The U-Net's DEFAULT_CONFIG, for --help (empty when unet.py does not import)."""
+    try:
+        from .unet import DEFAULT_CONFIG
+
+        return dict(DEFAULT_CONFIG)
+    except Exception:  # a learner's unet.py with a syntax error must not break --help
+        return {}
+
+
+def _schedule_names() -> tuple[str, ...]:
+    try:
+        from .noise_schedule import SCHEDULES
+
+        return tuple(SCHEDULES)
+    except Exception:
+        return ("linear", "scaled_linear", "quadratic", "cosine", "sigmoid", "karras")
+
+
+HELP_DESCRIPTION = """\
+Train the denoiser (DDPM, Ho et al. 2020, Algorithm 1) and sample from its EMA weights with DDIM.
+
+Writes into --out: config.json (every setting and the model's), last.pt (the
+checkpoint, replaced atomically), step_NNNNNN.pt (with --checkpoint-every),
+samples/step_NNNNNN.png (grids, with --sample-every), loss.csv (step, loss, lr,
+images_per_s), loss.png (the loss curve) and, at the end, samples.png.
+Ctrl-C stops after the current step and saves last.pt; --resume continues."""
+
+HELP_EPILOG = """\
+examples:
+  python train.py                                   # the embedded digits, CPU-sized defaults
+  python train.py --dataset mnist --epochs 50 --batch-size 128 --download --out runs/mnist
+  python train.py --resume --out runs/mnist         # continue where it stopped
+  python train.py --impl solutions --time-limit 5   # the reference, for at most 5 minutes"""
+
+
+def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """The command line. With ``suppress_defaults`` only the flags given appear in the result."""
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    def add(group, *flags, default=None, **kwargs):
+        kwargs["default"] = argparse.SUPPRESS if suppress_defaults else default
+        group.add_argument(*flags, **kwargs)
+
+    model_defaults = _model_defaults()
+
+    def model_default(key: str, text=None) -> str:
+        if key not in model_defaults:
+            return "default: DEFAULT_CONFIG in unet.py"
+        value = model_defaults[key]
+        shown = text(value) if text else value
+        return f"default: {shown}, from DEFAULT_CONFIG in unet.py"
+
+    def joined(values) -> str:
+        return ",".join(str(v) for v in values) if values else "none"
+
+    data = parser.add_argument_group("data")
+    add(data, "--dataset", default="digits", choices=_dataset_names(), metavar="NAME",
+        help="what to train on: %(choices)s (default: %(default)s, the embedded digits, no download)")
+    add(data, "--data-dir", default="data", metavar="DIR", help="where datasets are stored (default: %(default)s)")
+    add(data, "--download", default=False, action="store_true",
+        help="download the dataset into --data-dir if it is not there (MNIST, Fashion-MNIST, CIFAR-10)")
+    add(data, "--image-size", default=None, type=_int_at_least(4), metavar="PX",
+        help="resize images to PX×PX (default: the dataset's own size); must be divisible by "
+        "2^(levels − 1) of the U-Net")
+    add(data, "--num-images", default=None, type=_int_at_least(1), metavar="N",
+        help="use only N images (quick runs; default: all)")
+
+    diffusion = parser.add_argument_group("diffusion")
+    add(diffusion, "--timesteps", default=1000, type=_int_at_least(2), metavar="T",
+        help="T, the number of diffusion steps (default: %(default)s)")
+    add(diffusion, "--schedule", default=DEFAULT_SCHEDULE, choices=_schedule_names(), metavar="NAME",
+        help="noise schedule: %(choices)s (default: %(default)s)")
+    add(diffusion, "--prediction", default=DEFAULT_PREDICTION, choices=PREDICTION_TYPES,
+        help="what the network outputs: the noise ε, the clean image x_0 or v = √ᾱ ε − √(1 − ᾱ) x_0 "
+        "(default: %(default)s, which samples best with the cosine schedule)")
+    add(diffusion, "--loss", default="l2", choices=LOSS_TYPES, help="per-pixel loss (default: %(default)s)")
+    add(diffusion, "--snr-gamma", default=None, type=_float_in(0.0), metavar="GAMMA",
+        help="weight the loss with Min-SNR-γ (Hang et al. 2023; 5 is usual); default: no weighting")
+
+    optim = parser.add_argument_group("optimisation")
+    length = optim.add_mutually_exclusive_group()
+    add(length, "--steps", default=None, type=_int_at_least(1), metavar="N",
+        help=f"optimizer steps to train (default: {DEFAULT_STEPS}); not with --epochs")
+    add(length, "--epochs", default=None, type=_float_in(0.0), metavar="E",
+        help="train for E passes over the dataset instead (may be fractional); not with --steps")
+    add(optim, "--batch-size", default=DEFAULT_BATCH_SIZE, type=_int_at_least(1), metavar="B",
+        help="images per forward pass (default: %(default)s); a step sees B × --grad-accum images")
+    add(optim, "--grad-accum", default=1, type=_int_at_least(1), metavar="K",
+        help="accumulate the gradients of K batches per optimizer step (default: %(default)s)")
+    add(optim, "--lr", default=DEFAULT_LR, type=_float_in(0.0), metavar="LR",
+        help="peak learning rate of AdamW (default: %(default)g); warm-up to it, then cosine decay "
+        f"to {MIN_LR_RATIO:g} × LR at the last step")
+    add(optim, "--warmup-steps", default=DEFAULT_WARMUP_STEPS, type=_int_at_least(0), metavar="N",
+        help="linear learning-rate warm-up (default: %(default)s)")
+    add(optim, "--weight-decay", default=0.0, type=_float_in(0.0, low_open=False), metavar="WD",
+        help="AdamW's decoupled weight decay (default: %(default)g, as in DDPM)")
+    add(optim, "--ema-decay", default=0.999, type=_float_in(0.0, 1.0, low_open=False), metavar="D",
+        help="the EMA's decay, reached after a warm-up min(D, (1 + step) / (10 + step)) "
+        "(default: %(default)g)")
+
+    model = parser.add_argument_group("model (the U-Net; unconditional until Phase 5)")
+    add(model, "--base-channels", type=_int_at_least(1), metavar="C",
+        help=f"width of the first level ({model_default('base_channels')})")
+    add(model, "--channel-mults", type=_int_list(allow_empty=False), metavar="M1,M2,…",
+        help=f"width multipliers, one level each ({model_default('channel_mults', joined)})")
+    add(model, "--num-res-blocks", type=_int_at_least(1), metavar="N",
+        help=f"residual blocks per level ({model_default('num_res_blocks')})")
+    add(model, "--attention-levels", type=_int_list(allow_empty=True), metavar="L1,…",
+        help=f"levels with self-attention, '' for none ({model_default('attention_levels', joined)})")
+    add(model, "--num-heads", type=_int_at_least(1), metavar="H",
+        help=f"attention heads ({model_default('num_heads')})")
+    add(model, "--dropout", type=_float_in(0.0, 1.0, low_open=False), metavar="P",
+        help=f"dropout in the residual blocks ({model_default('dropout')})")
+
+    speed = parser.add_argument_group("device and speed")
+    add(speed, "--device", default="auto", choices=DEVICES,
+        help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
+    add(speed, "--amp", default="auto", choices=AMP_CHOICES,
+        help="mixed precision, CUDA only: auto = bf16 where supported, else fp16 (with a "
+        "GradScaler); ignored on the CPU and MPS (default: %(default)s)")
+    add(speed, "--channels-last", default=False, action="store_true",
+        help="channels-last memory layout (any device; about 10%% faster on CPUs and GPUs)")
+    add(speed, "--compile", default=False, action="store_true",
+        help="torch.compile the model (CUDA only; ignored elsewhere)")
+    add(speed, "--num-workers", default=0, type=_int_at_least(0), metavar="N",
+        help="DataLoader worker processes (default: %(default)s; exact resume needs 0 when the "
+        "dataset augments at random)")
+
+    output = parser.add_argument_group("output")
+    add(output, "--out", default=None, metavar="DIR",
+        help="the run's folder (default: runs/DATASET)")
+    add(output, "--sample-every", default=500, type=_int_at_least(0), metavar="N",
+        help="every N steps write samples/step_NNNNNN.png from the EMA weights, 0 = never "
+        "(default: %(default)s)")
+    add(output, "--sample-steps", default=50, type=_int_at_least(1), metavar="N",
+        help="DDIM steps per sample grid (default: %(default)s)")
+    add(output, "--num-samples", default=64, type=_int_at_least(1), metavar="N",
+        help="images per sample grid (default: %(default)s)")
+    add(output, "--checkpoint-every", default=0, type=_int_at_least(0), metavar="N",
+        help="every N steps keep step_NNNNNN.pt besides last.pt, 0 = never (default: %(default)s)")
+    add(output, "--save-every", default=100, type=_int_at_least(0), metavar="N",
+        help="refresh last.pt every N steps, so a crash loses at most N steps; 0 = only at the end "
+        "and on Ctrl-C (default: %(default)s)")
+
+    run = parser.add_argument_group("run")
+    add(run, "--resume", default=False, action="store_true",
+        help="continue the run in --out from its last.pt with its own settings; only --steps or "
+        "--epochs, --time-limit, the output, device and speed flags, --data-dir, --download and --impl "
+        "may change")
+    add(run, "--overwrite", default=False, action="store_true",
+        help="start afresh even if --out already holds a run (its checkpoints, grids and log are replaced)")
+    add(run, "--time-limit", default=None, type=_float_in(0.0), metavar="MIN",
+        help="stop cleanly (saving, sampling) after MIN minutes of training")
+    add(run, "--seed", default=0, type=_int_at_least(0), metavar="S",
+        help="seed of the weights, the data order and the noise (default: %(default)s)")
+    add(run, "--impl", default=None, choices=IMPLEMENTATIONS,
+        help="whose code to run: your files (learner) or the reference (solutions); "
+        "default: $DIFFUSION_IMPL, else learner")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str], argparse.ArgumentParser]:
+    """The parsed flags, the names of those given explicitly, and the parser (for its errors)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
+    try:
+        args.impl = resolve_impl(args.impl)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.out is None:
+        args.out = str(Path("runs") / args.dataset)
+    return args, given, parser
+
+
+# ---------------------------------------------------------------------------
+# Pieces of the loop
+# ---------------------------------------------------------------------------
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = MIN_LR_RATIO):
+    """The learning-rate factor of optimizer step s (0-based), for ``torch.optim.lr_scheduler.LambdaLR``.
+
+    Linear warm-up (s + 1) / warmup over the first ``warmup_steps`` steps, then a cosine
+    from 1 down to ``min_ratio`` at the last step. A plain function (not an object),
+    so that LambdaLR's state_dict leaves it out and a resumed run rebuilds it.
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps - 1)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of the dataset in ``epoch``: a permutation seeded by (seed, epoch) only."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(2)
+    generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return torch.randperm(size, generator=generator)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """The indices of one epoch, from batch ``start_batch`` on (whole batches only).
+
+    The order depends on (seed, epoch) alone, so a resumed run skips the batches it
+    already used without loading them, and then sees exactly what the uninterrupted
+    run would have seen.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0) -> None:
+        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, epoch
+        self.start_batch = start_batch
+
+    def __len__(self) -> int:
+        return (self.size // self.batch_size - self.start_batch) * self.batch_size
+
+    def __iter__(self):
+        order = epoch_order(self.size, self.seed, self.epoch)
+        end = (self.size // self.batch_size) * self.batch_size  # drop the last partial batch
+        return iter(order[self.start_batch * self.batch_size : end].tolist())
+
+
+def batches(dataset, config: dict, device: torch.device, epoch: int, start_batch: int):
+    """Yield (epoch, index of the next batch in that epoch, images) for ever, epoch after epoch.
+
+    One DataLoader per epoch over an :class:`EpochSampler`. With num_workers = 0
+    (the default) the images are loaded in this process, in order, so any random
+    augmentation draws from torch's global generator, whose state the checkpoints keep.
+    """
+    batch_size = config["batch_size"]
+    per_epoch = len(dataset) // batch_size
+    while True:
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=EpochSampler(len(dataset), batch_size, config["seed"], epoch, start_batch),
+            drop_last=True,
+            num_workers=config["num_workers"],
+            pin_memory=device.type == "cuda",
+            # Its own generator: the loader draws a base seed per epoch, and that draw must not
+            # touch torch's global generator (a resumed run would otherwise drift by one draw).
+            generator=torch.Generator().manual_seed(config["seed"] + epoch),
+        )
+        index = start_batch
+        for images, _labels in loader:  # labels: unconditional for now (Phase 5 uses them)
+            index += 1
+            yield (epoch, index, images) if index < per_epoch else (epoch + 1, 0, images)
+        epoch, start_batch = epoch + 1, 0
+
+
+def capture_rng(generator: torch.Generator, device: torch.device) -> dict:
+    """Every random state the run depends on, in types ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "generator": generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        "python": random.getstate(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+    }
+
+
+def restore_rng(state: dict, generator: torch.Generator, device: torch.device) -> None:
+    """Put back the random states saved by :func:`capture_rng`."""
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it onto ``path``.
+
+    ``os.replace`` is atomic on one file system: a crash or Ctrl-C leaves either the
+    old file or the new one, never half of one, and no temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint dict with ``torch.save``, atomically."""
+    atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint written by this command; raise TrainError naming the file if it cannot be used."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, not a torch file, foreign pickle…
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TrainError(
+            f"cannot read the checkpoint {path}: {reason}. The file is damaged (an interrupted copy?) "
+            "or was not written by train.py; restore it from a step_*.pt, or start again "
+            "with --overwrite or another --out"
+        ) from None
+    required = ("step", "epoch", "batch_in_epoch", "model", "ema", "optimizer", "scheduler", "rng", "config")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainError(f"{path} is not a train.py checkpoint (it has no format field {CHECKPOINT_FORMAT!r})")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise TrainError(f"the checkpoint {path} is incomplete: it lacks {', '.join(missing)}")
+    return state
+
+
+def save_grid(images: torch.Tensor, path: Path) -> None:
+    """Save (N, C, H, W) images in [-1, 1] as one PNG grid, small images enlarged (nearest pixel)."""
+    from torchvision.utils import make_grid, save_image
+
+    images = to_unit_range(images.detach().float().cpu())
+    scale = max(1, 64 // images.shape[-1])
+    if scale > 1:
+        images = F.interpolate(images, scale_factor=scale, mode="nearest")
+    grid = make_grid(images, nrow=math.ceil(math.sqrt(images.shape[0])), padding=2, pad_value=0.5)
+    atomic_write(path, lambda handle: save_image(grid, handle, format="png"))
+
+
+class GridSampler:
+    """Draws sample grids from the EMA weights with the implementation's ``ddim_sample``.
+
+    Falls back to the reference's (with a one-line note) while your Phase 4
+    ``ddim_sample`` is still a stub; every grid starts from the same x_T, so grids
+    of successive steps can be compared image by image.
+    """
+
+    def __init__(self, impl: str, config: dict, schedule, device: torch.device, shape: tuple[int, ...], note) -> None:
+        self.diffusion = import_impl("diffusion", impl)
+        self.config, self.schedule, self.device, self.shape, self.note = config, schedule, device, shape, note
+        self.disabled = False
+
+    def __call__(self, model: nn.Module) -> torch.Tensor | None:
+        """(N, C, H, W) samples in about [-1, 1], or None when no ddim_sample is available."""
+        if self.disabled:
+            return None
+        def draw(diffusion: ModuleType) -> torch.Tensor:
+            return diffusion.ddim_sample(
+                model, self.schedule, self.shape,
+                num_steps=min(self.config["sample_steps"], self.config["timesteps"]),
+                eta=0.0, prediction=self.config["prediction"], clip_x0=True,
+                generator=torch.Generator().manual_seed(self.config["seed"]),
+                device=self.device,
+            )
+
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                try:
+                    return draw(self.diffusion)
+                except NotImplementedError as error:
+                    try:
+                        reference = import_impl("diffusion", "solutions")
+                    except ImportError:  # a copy without solutions/: no grids until Phase 4 is done
+                        self.note(f"note: no sample grids: your ddim_sample is not written yet ({error})")
+                        self.disabled = True
+                        return None
+                    if reference is self.diffusion:
+                        raise
+                    self.note(f"note: your ddim_sample is not written yet ({error}); the grids use the reference's")
+                    self.diffusion = reference
+                    return draw(self.diffusion)
+        finally:
+            model.train(was_training)
+
+
+def read_loss_log(path: Path) -> list[dict]:
+    """The rows of loss.csv as dicts of floats (step as int); [] if there is none."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = []
+        for row in csv.DictReader(handle):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                rows.append({key: (int(row[key]) if key == "step" else float(row[key])) for key in LOSS_CSV_FIELDS})
+        return rows
+
+
+def plot_loss(rows: list[dict], path: Path, title: str) -> None:
+    """loss.png: the loss per step (faint) and its moving average, on a log scale, with the learning rate."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    steps = np.array([row["step"] for row in rows])
+    losses = np.array([row["loss"] for row in rows])
+    figure = Figure(figsize=(7, 4), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    if len(rows):
+        window = max(1, min(100, len(rows) // 20))
+        smoothed = np.convolve(losses, np.ones(window) / window, mode="valid")
+        axes.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="loss per step")
+        axes.plot(steps[window - 1 :], smoothed, color="tab:blue", linewidth=1.8, label=f"mean of {window} steps")
+        if (losses > 0).all():
+            axes.set_yscale("log")
+        rates = axes.twinx()
+        rates.plot(steps, [row["lr"] for row in rows], color="tab:gray", linestyle="--", linewidth=1)
+        rates.set_ylabel("learning rate", color="tab:gray")
+        rates.tick_params(axis="y", colors="tab:gray")
+        axes.legend(loc="upper right")
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("training loss")
+    axes.set_title(title)
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
+
+
+class StopOnInterrupt:
+    """Turn the first Ctrl-C into a request to stop after the current step (the second stops at once)."""
+
+    def __init__(self, note) -> None:
+        self.requested = False
+        self.note = note
+        self.previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.note("interrupted: finishing this step, then saving last.pt (Ctrl-C again stops at once, unsaved)")
+
+    def __enter__(self) -> "StopOnInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+# ---------------------------------------------------------------------------
+# Setting up a run
+# ---------------------------------------------------------------------------
+
+
+def settings_from_args(args: argparse.Namespace) -> dict:
+    """The run's settings as a JSON-friendly dict (flags, before anything is resolved)."""
+    config = {key: value for key, value in vars(args).items() if key not in ("resume", "overwrite")}
+    for key in ("channel_mults", "attention_levels"):
+        if config.get(key) is not None:
+            config[key] = list(config[key])
+    return config
+
+
+def merge_resumed_settings(saved: dict, args: argparse.Namespace, given: set[str], parser) -> dict:
+    """A resumed run's settings: the saved ones, with the given resumable flags applied.
+
+    A given flag that would change what is trained (the data, the model, the loss,
+    the optimiser…) is refused, naming the flag: silently ignoring it would mislead.
+    """
+    config = dict(saved)
+    wanted = settings_from_args(args)
+    for key in sorted(given - {"resume", "overwrite", "out"}):
+        if key in RESUMABLE_SETTINGS:
+            config[key] = wanted[key]
+            continue
+        if wanted[key] != saved.get(key):
+            parser.error(
+                f"argument {flag(key)}: a resumed run keeps its settings ({flag(key)} was "
+                f"{saved.get(key)!r}); drop {flag(key)}, or start a new run in another --out"
+            )
+    if "steps" in given:
+        config["epochs"] = None
+    elif "epochs" in given:
+        config["steps"] = None
+    config["out"] = args.out
+    return config
+
+
+def build_model(unet_module: ModuleType, config: dict, channels: int, parser) -> nn.Module:
+    """The U-Net of the run; a configuration it refuses is reported against the model flags."""
+    defaults = unet_module.DEFAULT_CONFIG
+    for key in MODEL_FLAGS:
+        if config.get(key) is None:
+            value = defaults[key]
+            config[key] = list(value) if isinstance(value, tuple) else value
+    kwargs = {key: tuple(config[key]) if isinstance(config[key], list) else config[key] for key in MODEL_FLAGS}
+    try:
+        return unet_module.UNet(in_channels=channels, **kwargs)
+    except NotImplementedError:
+        raise
+    except (TypeError, ValueError) as error:
+        parser.error(f"the model flags ({', '.join(flag(key) for key in MODEL_FLAGS)}) make no valid U-Net: {error}")
+
+
+def resolve_amp(amp: str, device: torch.device, note) -> torch.dtype | None:
+    """The autocast dtype (None: full float32). Mixed precision is used on CUDA only."""
+    if device.type != "cuda":
+        if amp in ("bf16", "fp16"):
+            note(f"note: --amp {amp} is used on CUDA only; training in float32 on {device.type}")
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+
+
+def total_steps(config: dict, batches_per_epoch: int) -> int:
+    """--steps, or --epochs converted to optimizer steps (each takes --grad-accum batches)."""
+    if config.get("epochs") is not None:
+        return max(1, int(config["epochs"] * batches_per_epoch) // config["grad_accum"])
+    return config["steps"] if config.get("steps") is not None else DEFAULT_STEPS
+
+
+def write_json(path: Path, value: dict) -> None:
+    text = json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def remove_previous_run(out: Path) -> None:
+    """--overwrite: delete what an earlier run wrote in ``out`` (only the files this command writes)."""
+    names = ["last.pt", "loss.csv", "loss.png", "samples.png", "config.json"]
+    paths = [out / name for name in names] + list(out.glob("step_*.pt")) + list((out / "samples").glob("step_*.png"))
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def not_attempted(error: NotImplementedError) -> TrainError:
+    """The error for a stub the run needs: what is missing and how to go on."""
+    return TrainError(
+        f"not attempted yet: {error}. Training with --impl learner needs your Phases 1–3; "
+        "finish that function (make grade shows what is left) or train the reference with --impl solutions"
+    )
+
+
+# ---------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python train.py …``: train, checkpoint, sample; returns the exit status.
+
+    0: finished (or stopped by --time-limit); 1: an error (one line on stderr);
+    2: a bad flag (argparse's message, naming the flag); 130: stopped by Ctrl-C, saved.
+    """
+    args, given, parser = parse_args(argv)
+    try:
+        return train(args, given, parser)
+    except NotImplementedError as error:
+        print(f"train.py: error: {not_attempted(error)}", file=sys.stderr)
+        return 1
+    except TrainError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopped at once (second Ctrl-C): last.pt holds the run as of its last save", file=sys.stderr)
+        return 130
+
+
+def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentParser) -> int:
+    """The run itself (see :func:`main`)."""
+    from tqdm.auto import tqdm
+
+    from .image_data import DATASETS, DatasetUnavailable, make_dataset
+
+    bar = None
+
+    def note(message: str) -> None:
+        (bar.write if bar is not None else print)(message)
+
+    out = Path(args.out)
+    last_path = out / "last.pt"
+    checkpoint = None
+    if args.resume:
+        if args.overwrite:
+            parser.error(
+                "argument --overwrite: not allowed with --resume (one continues the run, the other replaces it)"
+            )
+        if not last_path.is_file():
+            parser.error(
+                f"argument --resume: there is no run to resume in {out} (no {last_path}); "
+                "start a new run without --resume"
+            )
+        checkpoint = load_checkpoint(last_path)
+        config = merge_resumed_settings(checkpoint["config"], args, given, parser)
+    else:
+        if last_path.exists() and not args.overwrite:
+            parser.error(
+                f"argument --out: {out} already holds a run ({last_path}); continue it with --resume, "
+                "replace it with --overwrite, or choose another --out"
+            )
+        config = settings_from_args(args)
+
+    impl = config["impl"]
+    train_module = import_impl("train", impl)  # your §3.1–§3.4 functions (or the reference's)
+    unet_module = import_impl("unet", impl)
+    schedule_module = import_impl("noise_schedule", impl)
+    try:
+        device = pick_device(config["device"])
+    except ValueError as error:
+        parser.error(f"argument --device: {error}")
+    amp_dtype = resolve_amp(config["amp"], device, note)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matrix products where there is no autocast
+    if config["compile"] and device.type != "cuda":
+        note(f"note: --compile is used on CUDA only; ignored on {device.type}")
+    if config["snr_gamma"] is not None:
+        config["snr_gamma"] = float(config["snr_gamma"])
+
+    # The model first (its own checks are quick), then the data: errors come early.
+    info = DATASETS[config["dataset"]]
+    generator = seed_everything(config["seed"])  # the training generator: timesteps and noise
+    model = build_model(unet_module, config, info.channels, parser)
+    if config["image_size"] is not None:
+        try:
+            model.check_image_size(config["image_size"], config["image_size"])
+        except ValueError as error:
+            parser.error(f"argument --image-size: {error}")
+    try:
+        dataset = make_dataset(
+            config["dataset"], split="train", image_size=config["image_size"], data_dir=config["data_dir"],
+            download=config["download"], seed=config["seed"], num_images=config["num_images"], augment=True,
+        )
+    except DatasetUnavailable as error:
+        raise TrainError(str(error)) from None
+    except ValueError as error:  # e.g. a folder without images, more --num-images than there are
+        message = str(error)
+        for name in ("data_dir", "num_images", "image_size"):
+            message = message.replace(name, flag(name))
+        parser.error(message)
+    first_image, _ = dataset[0]
+    channels, height, width = first_image.shape
+    if channels != info.channels:
+        raise TrainError(
+            f"the dataset gave {channels}-channel images, but {config['dataset']} should have {info.channels}"
+        )
+    try:
+        model.check_image_size(height, width)
+    except ValueError as error:
+        parser.error(f"argument --image-size: {error}")
+    if len(dataset) < config["batch_size"]:
+        parser.error(
+            f"argument --batch-size: {config['batch_size']} is more than the {len(dataset)} images of the dataset; "
+            "lower --batch-size or raise --num-images"
+        )
+    batches_per_epoch = len(dataset) // config["batch_size"]
+    config["steps"] = total_steps(config, batches_per_epoch)
+    config["image_size"] = height
+    config["model"] = dict(model.config)
+    config["batches_per_epoch"] = batches_per_epoch
+    config["dataset_size"] = len(dataset)
+    if config["sample_steps"] > config["timesteps"]:
+        parser.error(
+            f"argument --sample-steps: at most --timesteps = {config['timesteps']}; got {config['sample_steps']}"
+        )
+
+    model.to(device)
+    if config["channels_last"]:
+        model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    forward = torch.compile(model) if config["compile"] and device.type == "cuda" else model
+    schedule = schedule_module.NoiseSchedule.from_name(
+        config["schedule"], config["timesteps"], dtype=torch.float32, device=device
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(config["warmup_steps"], config["steps"]))
+    scaler = None
+    if amp_dtype == torch.float16:  # fp16 needs loss scaling; bf16 has float32's range and does not
+        scaler = torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()
+    step, epoch, batch_in_epoch, seconds, session_seconds = 0, 0, 0, 0.0, 0.0
+
+    if checkpoint is not None:
+        try:
+            model.load_state_dict(checkpoint["model"])
+            ema.load_state_dict(checkpoint["ema"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise TrainError(
+                f"the checkpoint {last_path} does not fit this model ({impl}'s unet.py): {error}"
+            ) from None
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        # The learning rate of the next step, from this run's schedule (the same value unless
+        # --steps or --epochs changed the total, which stretches the cosine).
+        for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base_lr * factor(scheduler.last_epoch)
+        if scaler is not None and checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        step, epoch, batch_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]
+        seconds = float(checkpoint.get("train_seconds", 0.0))
+        restore_rng(checkpoint["rng"], generator, device)
+    elif args.overwrite:
+        remove_previous_run(out)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config)
+    log_path = out / "loss.csv"
+    previous_rows = [row for row in read_loss_log(log_path) if row["step"] <= step] if checkpoint else []
+    atomic_write(
+        log_path,
+        lambda handle: handle.write(
+            (",".join(LOSS_CSV_FIELDS) + "\n"
+             + "".join(f"{r['step']},{r['loss']:.6g},{r['lr']:.6g},{r['images_per_s']:.1f}\n" for r in previous_rows)
+             ).encode("utf-8")
+        ),
+    )
+
+    sample_shape = (config["num_samples"], channels, height, width)
+    sampler = GridSampler(impl, config, schedule, device, sample_shape, note)
+    def autocast():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=amp_dtype)
+
+    parameters = sum(p.numel() for p in model.parameters())
+    print(
+        f"{'resuming' if checkpoint else 'training'} the {impl} U-Net ({parameters / 1e6:.2f} M parameters) on "
+        f"{config['dataset']} ({len(dataset)} images of {channels}×{height}×{width}) on {device}"
+        f"{f' with {config_amp_name(amp_dtype)}' if amp_dtype is not None else ''}: "
+        f"{'from step ' + str(step) + ' ' if checkpoint else ''}to step {config['steps']}, "
+        f"batch {config['batch_size']}{' × ' + str(config['grad_accum']) if config['grad_accum'] > 1 else ''}; "
+        f"writing into {out}"
+    )
+
+    def state() -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "train_seconds": seconds,
+            "model": model.state_dict(), "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": capture_rng(generator, device),
+            "config": config, "model_config": dict(model.config), "torch_version": str(torch.__version__),
+        }
+
+    def write_samples(path: Path) -> None:
+        images = sampler(ema)
+        if images is not None:
+            save_grid(images, path)
+
+    data = batches(dataset, config, device, epoch, batch_in_epoch)
+    images_per_step = config["batch_size"] * config["grad_accum"]
+    stopped = None  # None: reached the last step; else "time" or "interrupt"
+    smoothed_loss = smoothed_rate = None
+    limit = config["time_limit"] * 60 if config["time_limit"] else None
+    model.train()
+    log = open(log_path, "a", encoding="utf-8", newline="")
+    bar = tqdm(total=config["steps"], initial=step, desc="training", unit="step", dynamic_ncols=True)
+    try:
+        with StopOnInterrupt(note) as interrupt:
+            while step < config["steps"]:
+                started = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum = torch.zeros((), device=device)
+                for _ in range(config["grad_accum"]):
+                    epoch, batch_in_epoch, images = next(data)
+                    images = images.to(device, non_blocking=True)
+                    if config["channels_last"]:
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    x0 = train_module.to_model_range(images)
+                    with autocast():
+                        loss = train_module.training_step(
+                            forward, x0, schedule, prediction=config["prediction"], loss_type=config["loss"],
+                            generator=generator, snr_gamma=config["snr_gamma"],
+                        )
+                    scaled = loss.float() / config["grad_accum"]
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                    loss_sum += loss.detach().float()
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+                lr = optimizer.param_groups[0]["lr"]
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                train_module.ema_update(ema, model, train_module.ema_decay(step, config["ema_decay"]))
+                step += 1
+                loss_value = loss_sum.item() / config["grad_accum"]
+                if not math.isfinite(loss_value) and scaler is None:
+                    raise TrainError(
+                        f"the loss became {loss_value} at step {step}; lower --lr (now {config['lr']:g}) "
+                        f"or check the data (last.pt still holds the run as of its last save)"
+                    )
+                elapsed = time.perf_counter() - started
+                seconds += elapsed
+                session_seconds += elapsed
+                rate = images_per_step / max(elapsed, 1e-9)
+                log.write(f"{step},{loss_value:.6g},{lr:.6g},{rate:.1f}\n")
+                log.flush()
+                smoothed_loss = loss_value if smoothed_loss is None else 0.95 * smoothed_loss + 0.05 * loss_value
+                smoothed_rate = rate if smoothed_rate is None else 0.9 * smoothed_rate + 0.1 * rate
+                bar.set_postfix(
+                    loss=f"{smoothed_loss:.4f}", img_s=f"{smoothed_rate:.0f}", lr=f"{lr:.2e}", refresh=False
+                )
+                bar.update(1)
+
+                if config["sample_every"] and step % config["sample_every"] == 0:
+                    write_samples(out / "samples" / f"step_{step:06d}.png")
+                if config["checkpoint_every"] and step % config["checkpoint_every"] == 0:
+                    snapshot = state()
+                    save_checkpoint(out / f"step_{step:06d}.pt", snapshot)
+                    save_checkpoint(last_path, snapshot)
+                elif config.get("save_every") and step % config["save_every"] == 0:
+                    save_checkpoint(last_path, state())
+                if interrupt.requested:
+                    stopped = "interrupt"
+                    break
+                if limit is not None and session_seconds >= limit and step < config["steps"]:
+                    stopped = "time"
+                    break
+            save_checkpoint(last_path, state())
+    finally:
+        bar.close()
+        log.close()
+        with contextlib.suppress(Exception):
+            title = (
+                f"{config['dataset']}: {config['prediction']}-prediction, {config['loss']} loss, "
+                f"{config['schedule']} schedule"
+            )
+            plot_loss(read_loss_log(log_path), out / "loss.png", title)
+
+    rows = read_loss_log(log_path)
+    recent = [row["loss"] for row in rows[-100:]]
+    summary = "no steps taken"
+    if recent:
+        summary = f"final loss {sum(recent) / len(recent):.4f} (mean of the last {len(recent)} steps)"
+    if stopped == "interrupt":
+        print(f"stopped at step {step} of {config['steps']}; saved {last_path}. Continue with: "
+              f"python train.py --resume --out {out}")
+        return 130
+    last_grid = out / "samples" / f"step_{step:06d}.png"
+    if config["sample_every"] and step and step % config["sample_every"] == 0 and last_grid.is_file():
+        atomic_write(out / "samples.png", lambda handle: handle.write(last_grid.read_bytes()))  # same weights
+    else:
+        write_samples(out / "samples.png")
+    if stopped == "time":
+        print(f"--time-limit: stopped at step {step} of {config['steps']} after {session_seconds / 60:.1f} min; "
+              f"continue with: python train.py --resume --out {out}")
+    print(f"trained {step} steps ({seconds / 60:.1f} min of training in all); {summary}")
+    print(f"samples:    {out / 'samples.png'}")
+    print(f"loss curve: {out / 'loss.png'}")
+    print(f"checkpoint: {last_path}")
+    return 0
+
+
+def config_amp_name(dtype: torch.dtype | None) -> str:
+    return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast and a GradScaler"}.get(dtype, "float32")
+
