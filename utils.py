@@ -124,3 +124,75 @@ def ensure_parent(path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def image_grid(images: torch.Tensor, nrow: int | None = None, min_size: int = 64) -> torch.Tensor:
+    """Tile images in [-1, 1] into one picture, small ones enlarged (nearest pixel) for viewing.
+
+    Args:
+        images: (N, C, H, W) with C = 1 or 3, values in about [-1, 1].
+        nrow: images per row (default: about √N, so the grid is square).
+        min_size: enlarge by an integer factor until each image is at least this tall.
+
+    Returns:
+        (3, H', W') float tensor in [0, 1], grey between the images.
+    """
+    from torchvision.utils import make_grid
+
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, 1 or 3, H, W); got {tuple(images.shape)}")
+    images = to_unit_range(images.detach().float().cpu())
+    scale = max(1, min_size // images.shape[-2])
+    if scale > 1:
+        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+    nrow = nrow or max(1, int(np.ceil(np.sqrt(images.shape[0]))))
+    return make_grid(images, nrow=nrow, padding=2, pad_value=0.5)
+
+
+def to_pil(picture: torch.Tensor):
+    """A (3, H, W) tensor in [0, 1] (such as an :func:`image_grid`) as a PIL image."""
+    from PIL import Image
+
+    pixels = (picture.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, 3)
+    return Image.fromarray(pixels)
+
+
+def side_by_side(left: torch.Tensor, right: torch.Tensor, gap: int = 8) -> torch.Tensor:
+    """Two (3, H, W) pictures of equal height joined with a white gap: (3, H, W_left + gap + W_right)."""
+    if left.shape[1] != right.shape[1]:
+        raise ValueError(f"pictures must have the same height; got {left.shape[1]} and {right.shape[1]}")
+    spacer = torch.ones(3, left.shape[1], gap)
+    return torch.cat([left, spacer, right], dim=2)
+
+
+def save_gif(frames: list[torch.Tensor], path: str | os.PathLike, seconds_per_frame: float = 0.08,
+             hold_last: float = 1.5) -> Path:
+    """Write (3, H, W) pictures in [0, 1] as an endlessly looping GIF; the last frame is held longer.
+
+    Args:
+        frames: the pictures, all of one size.
+        path: the .gif file to write (its folder is created).
+        seconds_per_frame: how long each frame shows.
+        hold_last: how long the final frame shows before the loop restarts.
+    """
+    if not frames:
+        raise ValueError("save_gif needs at least one frame")
+    pictures = [to_pil(frame) for frame in frames]
+    durations = [round(seconds_per_frame * 1000)] * (len(pictures) - 1) + [round(hold_last * 1000)]
+    path = ensure_parent(path)
+    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
+    return path
+
+
+def trajectory_frames(trajectory, max_images: int = 16) -> list[torch.Tensor]:
+    """One picture per recorded step of a ``diffusion.Trajectory``: the x_t grid beside the x̂_0 grid.
+
+    Args:
+        trajectory: a Trajectory after sampling (its x_t and x0_hat are (F, B, C, H, W)).
+        max_images: how many of the batch's images to show.
+
+    Returns:
+        F pictures, each (3, H, W) in [0, 1].
+    """
+    x_t, x0_hat = trajectory.x_t[:, :max_images], trajectory.x0_hat[:, :max_images]
+    return [side_by_side(image_grid(noisy), image_grid(clean)) for noisy, clean in zip(x_t, x0_hat)]

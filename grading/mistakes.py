@@ -298,4 +298,82 @@ MISTAKES: dict[str, Mistake] = {
         "EMA decay inverted",
         "θ_ema ← decay · θ_ema + (1 − decay) · θ: the decay (close to 1) multiplies the average, not the new weights.",
     ),
+    # §4.1–§4.7 sampling
+    "x0_not_clipped": Mistake(
+        "x̂_0 not clipped",
+        "With clip_x0=True, clamp x̂_0 to [-1, 1] (the data range) before it is used.",
+    ),
+    "clipped_to_unit_range": Mistake(
+        "x̂_0 clipped to [0, 1]",
+        "The model's images live in [-1, 1]: clamp x̂_0 to [-1, 1].",
+    ),
+    "eps_not_recomputed": Mistake(
+        "ε̂ not recomputed after clipping",
+        "Once x̂_0 is clamped, recompute ε̂ = eps_from_x0(x_t, t, x̂_0) so that x_t, x̂_0 and ε̂ agree.",
+    ),
+    "alpha_bar_at_wraps": Mistake(
+        "ᾱ at t = −1 wraps around to ᾱ_{T−1}",
+        "values[-1] is Python's last element, pure noise; t = −1 is the clean image, whose ᾱ is 1. "
+        "Prepend a 1 and index with t + 1.",
+    ),
+    "alpha_bar_at_shifted": Mistake(
+        "ᾱ off by one step",
+        "alpha_bar_at(t) is ᾱ_t itself; only t = −1 is special (ᾱ = 1).",
+    ),
+    "variance_small_large_confused": Mistake(
+        "β and β̃ confused",
+        "variance=\"small\" is the posterior's β̃ = β (1 − ᾱ_prev) / (1 − ᾱ_t); \"large\" is β itself.",
+    ),
+    "one_step_beta_for_strided": Mistake(
+        "the one-step β_t used for a strided pair",
+        "For a jump t → t_prev, α = ᾱ_t / ᾱ_prev and β = 1 − α; schedule.betas[t] is only the β of t → t − 1.",
+    ),
+    "posterior_mean_swapped": Mistake(
+        "posterior mean coefficients swapped",
+        "The weight with β (√ᾱ_prev β / (1 − ᾱ_t)) multiplies x̂_0; the one with √α (1 − ᾱ_prev) multiplies x_t.",
+    ),
+    "noise_at_last_step": Mistake(
+        "noise added at the last step",
+        "Where t_prev = −1 the step's output is the sample: add no noise there (DDPM Algorithm 2, z = 0).",
+    ),
+    "variance_as_std": Mistake(
+        "the variance used as a standard deviation",
+        "Noise is scaled by the standard deviation: √variance · z.",
+    ),
+    "ddim_eta_ignored": Mistake(
+        "η ignored",
+        "σ = η · √((1 − ᾱ_prev) / (1 − ᾱ_t)) · √(1 − ᾱ_t / ᾱ_prev): η = 0 means no noise, η = 1 DDPM-like noise.",
+    ),
+    "ddim_no_sigma_correction": Mistake(
+        "the DDIM direction term without its σ² correction",
+        "The direction pointing to x_t is √(1 − ᾱ_prev − σ²) · ε̂: the noise σ z takes its share of the variance.",
+    ),
+    "ddim_noise_not_added": Mistake(
+        "DDIM's σ · z not added",
+        "With η > 0, add the fresh noise σ · z (DDIM eq. 12, last term).",
+    ),
+    "timesteps_ascending": Mistake(
+        "timesteps in ascending order",
+        "A sampler walks from noise to data: return the timesteps from the largest down to the smallest.",
+    ),
+    "spacing_confused": Mistake(
+        "another spacing's timesteps",
+        "leading: multiples of T // N from 0; trailing: T − i·T/N rounded, minus 1; linspace: N values from 0 to T − 1.",
+    ),
+    "trailing_not_shifted": Mistake(
+        "trailing timesteps not shifted down by one",
+        "round(T − i·T/N) starts at T, which is not a timestep: subtract 1 so the first is T − 1.",
+    ),
+    "loop_clip_ignored": Mistake(
+        "clip_x0 not passed on",
+        "Call model_predictions(…, prediction, clip_x0) with the loop's own clip_x0.",
+    ),
+    "loop_sampler_ignored": Mistake(
+        "the other sampler's step used",
+        "sampler=\"ddpm\" takes ddpm_step with the variance; sampler=\"ddim\" takes ddim_step with η.",
+    ),
+    "loop_eta_ignored": Mistake(
+        "the loop's η not passed on",
+        "Give ddim_step the loop's eta, and draw z for each step when η > 0.",
+    ),
 }

@@ -1,4 +1,4 @@
-"""The diffusion itself: Phase 1 · the forward process (later: Phase 4 samplers, Phase 5 guidance).
+"""The diffusion itself: Phase 1 · the forward process; Phase 4 · the reverse process (DDPM, DDIM).
 
 The forward process adds Gaussian noise step by step:
 
@@ -12,7 +12,9 @@ of shape (B, C, H, W) (any (B, …) works); timesteps ``t`` are int64 of shape (
 0-indexed, one per image. Every random input (the noise ε) is passed in explicitly.
 
 Sections of the guide: §1.5 extract, §1.6 q_sample, §1.7 q_step, §1.8 the v target,
-§1.9 converting between ε, x̂_0 and v.
+§1.9 converting between ε, x̂_0 and v; §4.1 model predictions, §4.2 ᾱ at t = −1,
+§4.3 the posterior, §4.4 the DDPM step, §4.5 the DDIM step, §4.6 inference timesteps,
+§4.7 the sampling loop.
 """
 
 from __future__ import annotations
@@ -274,13 +276,54 @@ def eps_from_v(
     ### END SOLUTION
 
 
-# ---------------------------------------------------------------------------
-# Sampling (provided for now: the training command and the demo draw samples with it;
-# Phase 4 turns these into exercises and adds DDPM)
-# ---------------------------------------------------------------------------
+# ===========================================================================
+# Phase 4 · The reverse process: DDPM and DDIM sampling (guide §4.1–§4.7)
+# ===========================================================================
+#
+# A sampler starts from pure noise x_T ~ N(0, I) and walks a decreasing list of
+# timesteps t_1 > t_2 > … > t_N, ending at t_prev = −1, which stands for "the clean
+# image x_0". At each pair (t, t_prev) the network looks at x_t, we turn its output
+# into a guess x̂_0 of the clean image (§4.1), and a step rule moves x_t to x_{t_prev}:
+# DDPM draws from the posterior q(x_{t_prev} | x_t, x̂_0) (§4.3–§4.4), DDIM follows
+# eq. 12 of Song et al. 2021 (§4.5). With t_prev = t − 1 everywhere this is the
+# original T-step DDPM; a strided list of N ≪ T steps is what makes DDIM fast.
 
 PREDICTION_TYPES = ("eps", "x0", "v")
+VARIANCES = ("small", "large")  # "fixed small" β̃ (posterior) or "fixed large" β (DDPM §3.2)
 SPACINGS = ("leading", "trailing", "linspace")
+SAMPLERS = ("ddpm", "ddim")
+
+
+def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise naming ``name`` (provided)."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def check_previous_timesteps(t_prev: torch.Tensor, t: torch.Tensor) -> None:
+    """Raise unless ``t_prev`` is an integer tensor shaped like ``t`` with −1 ≤ t_prev < t (provided)."""
+    if not isinstance(t_prev, torch.Tensor) or t_prev.dtype not in SIGNED_INTEGER_DTYPES:
+        raise TypeError(f"t_prev must be a tensor of signed integer timesteps (int64), got {t_prev!r:.60}")
+    if t_prev.shape != t.shape:
+        raise ValueError(f"t_prev must have the shape of t, {tuple(t.shape)}; got {tuple(t_prev.shape)}")
+    if t_prev.numel() and (t_prev.min() < -1 or (t_prev >= t).any()):
+        raise ValueError(
+            "t_prev must satisfy −1 ≤ t_prev < t for every image (−1 means 'the clean x_0'); "
+            f"got t = {t.tolist()} and t_prev = {t_prev.tolist()}"
+        )
+
+
+def check_eta(eta: float) -> float:
+    """Raise unless η is a number in [0, 1] (provided)."""
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like); got {eta!r}")
+    return float(eta)
+
+
+# ---------------------------------------------------------------------------
+# §4.1 From the network's output to x̂_0 and ε̂
+# ---------------------------------------------------------------------------
 
 
 def model_predictions(
@@ -293,50 +336,167 @@ def model_predictions(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn the network's output into (x̂_0, ε̂), whatever it was trained to predict.
 
+    Both samplers need the predicted clean image x̂_0 and the predicted noise ε̂.
+    Clipping clamps x̂_0 to the data range [-1, 1] and then recomputes ε̂ from the
+    clipped x̂_0 (DDPM eq. 15 solved for ε), so the two stay consistent with x_t.
+
     Args:
         model_output: (B, C, H, W) what the network returned for (x_t, t).
         x_t: (B, C, H, W) the noisy images.
         t: (B,) int64 timesteps.
         schedule: the noise schedule.
-        prediction: "eps", "x0" or "v".
-        clip_x0: clamp x̂_0 to [-1, 1] (the data range) and recompute ε̂ from it.
+        prediction: what the network predicts: "eps" (ε), "x0" (x_0) or "v".
+        clip_x0: clamp x̂_0 to [-1, 1] and recompute ε̂ from it.
 
     Returns:
         x0_hat, eps_hat: both (B, C, H, W).
     """
-    if prediction not in PREDICTION_TYPES:
-        raise ValueError(f"prediction must be one of {', '.join(PREDICTION_TYPES)}; got {prediction!r}")
+    check_choice(prediction, "prediction", PREDICTION_TYPES)
+    _check_inputs(schedule, t, model_output=model_output, x_t=x_t)
+    ### BEGIN SOLUTION §4.1
+    # Convert with the §1.9 functions: one of the pair is the output itself, the other is derived.
     if prediction == "eps":
-        x0_hat = x0_from_eps(x_t, t, model_output, schedule)
+        x0_hat, eps_hat = x0_from_eps(x_t, t, model_output, schedule), model_output
     elif prediction == "x0":
-        x0_hat = model_output
+        x0_hat, eps_hat = model_output, eps_from_x0(x_t, t, model_output, schedule)
     else:
-        x0_hat = x0_from_v(x_t, t, model_output, schedule)
+        x0_hat, eps_hat = x0_from_v(x_t, t, model_output, schedule), eps_from_v(x_t, t, model_output, schedule)
+    # Clipping: clamp x̂_0 to the data range, then recompute ε̂ so that x_t, x̂_0 and ε̂ agree again.
     if clip_x0:
-        x0_hat = x0_hat.clamp(-1, 1)
-    if prediction == "eps" and not clip_x0:
-        return x0_hat, model_output
-    return x0_hat, eps_from_x0(x_t, t, x0_hat, schedule)
+        x0_hat = x0_hat.clamp(-1.0, 1.0)
+        eps_hat = eps_from_x0(x_t, t, x0_hat, schedule)
+    return x0_hat, eps_hat
+    ### END SOLUTION
 
 
-def inference_timesteps(num_timesteps: int, num_steps: int, spacing: str = "trailing") -> torch.Tensor:
-    """The N ≤ T timesteps a sampler visits, in descending order (int64, shape (N,)).
+# ---------------------------------------------------------------------------
+# §4.2 ᾱ at any timestep of a pair, including t = −1
+# ---------------------------------------------------------------------------
 
-    "leading":  0, k, 2k, … (k = T // N), reversed: never visits T − 1.
-    "trailing": T − 1, T − 1 − k', … with k' = T / N rounded (Lin et al. 2024): starts at T − 1.
-    "linspace": N evenly spaced values from T − 1 down to 0, rounded.
+
+def alpha_bar_at(t: torch.Tensor, schedule: NoiseSchedule, x: torch.Tensor) -> torch.Tensor:
+    """ᾱ_t for each image, with ᾱ_{−1} = 1 for t = −1 (the clean image: all signal, no noise).
+
+    Args:
+        t: (B,) int64 timesteps in [-1, T).
+        schedule: the noise schedule.
+        x: the (B, C, H, W) batch the values will multiply (sets shape, dtype and device).
+
+    Returns:
+        (B, 1, 1, 1) ᾱ values, dtype and device of ``x``.
     """
-    if spacing not in SPACINGS:
-        raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}; got {spacing!r}")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
-        raise ValueError(f"num_steps must be an int in [1, T = {num_timesteps}]; got {num_steps!r}")
-    if spacing == "leading":
-        steps = torch.arange(0, num_steps) * (num_timesteps // num_steps)
-    elif spacing == "trailing":
-        steps = torch.round(torch.arange(num_timesteps, 0, -num_timesteps / num_steps)).long() - 1
-    else:
-        steps = torch.linspace(0, num_timesteps - 1, num_steps).round()
-    return steps.long().unique().flip(0)
+    if not isinstance(t, torch.Tensor) or t.dtype not in SIGNED_INTEGER_DTYPES:
+        raise TypeError(f"t must be a tensor of signed integer timesteps (int64), got {t!r:.60}")
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"t must have shape (B,) = ({x.shape[0]},); got {tuple(t.shape)}")
+    if t.numel() and (t.min() < -1 or t.max() >= schedule.num_timesteps):
+        raise ValueError(f"t must lie in [-1, {schedule.num_timesteps - 1}] (−1: the clean image); got {t.tolist()}")
+    ### BEGIN SOLUTION §4.2
+    # values[-1] would wrap around to ᾱ_{T−1} (pure noise!): put ᾱ_{−1} = 1 in front and shift the index.
+    with_one = torch.cat([schedule.alphas_cumprod.new_ones(1), schedule.alphas_cumprod])  # (T + 1,)
+    return extract(with_one, t + 1, x)  # with_one[t + 1] = ᾱ_t, and with_one[0] = 1
+    ### END SOLUTION
+
+
+# ---------------------------------------------------------------------------
+# §4.3 The posterior q(x_{t_prev} | x_t, x_0)
+# ---------------------------------------------------------------------------
+
+
+def posterior_mean_variance(
+    x0_hat: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    t_prev: torch.Tensor,
+    schedule: NoiseSchedule,
+    variance: str = "small",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of the reverse step from t to t_prev < t (DDPM eqs. 6–7).
+
+    For the pair, write ᾱ = ᾱ_t, ᾱ' = ᾱ_{t_prev}, α = ᾱ / ᾱ' and β = 1 − α
+    (the α and β of the whole jump: for t_prev = t − 1 they are the schedule's α_t and β_t):
+
+        μ̃ = √ᾱ' β / (1 − ᾱ) · x̂_0  +  √α (1 − ᾱ') / (1 − ᾱ) · x_t
+        β̃ = β (1 − ᾱ') / (1 − ᾱ)
+
+    The variance is β̃ ("small", the true posterior's) or β ("large"); DDPM §3.2 found
+    both sample equally well on T = 1000 steps.
+
+    Args:
+        x0_hat: (B, C, H, W) the predicted clean images.
+        x_t: (B, C, H, W) the noisy images at t.
+        t: (B,) int64 timesteps in [0, T).
+        t_prev: (B,) int64 timesteps with −1 ≤ t_prev < t (−1: the step to x_0).
+        schedule: the noise schedule.
+        variance: "small" (β̃) or "large" (β).
+
+    Returns:
+        mean: (B, C, H, W); variance: (B, 1, 1, 1).
+    """
+    check_choice(variance, "variance", VARIANCES)
+    _check_inputs(schedule, t, x0_hat=x0_hat, x_t=x_t)
+    check_previous_timesteps(t_prev, t)
+    ### BEGIN SOLUTION §4.3
+    # The α and β of the jump t → t_prev come from the two ᾱ values, not from schedule.betas[t]
+    # (that is the β of one step, which is only right when t_prev = t − 1).
+    alpha_bar = alpha_bar_at(t, schedule, x_t)  # (B, 1, 1, 1)
+    alpha_bar_prev = alpha_bar_at(t_prev, schedule, x_t)  # (B, 1, 1, 1)
+    alpha = alpha_bar / alpha_bar_prev
+    beta = 1 - alpha
+    # DDPM eq. 7: the mean weighs x̂_0 and x_t.
+    coef_x0 = alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)
+    coef_xt = alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)
+    mean = coef_x0 * x0_hat + coef_xt * x_t
+    posterior_variance = beta * (1 - alpha_bar_prev) / (1 - alpha_bar)  # β̃, 0 when t_prev = −1
+    return mean, (posterior_variance if variance == "small" else beta)
+    ### END SOLUTION
+
+
+# ---------------------------------------------------------------------------
+# §4.4 One DDPM step
+# ---------------------------------------------------------------------------
+
+
+def ddpm_step(
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    t_prev: torch.Tensor,
+    x0_hat: torch.Tensor,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor,
+    variance: str = "small",
+) -> torch.Tensor:
+    """One ancestral step x_{t_prev} = μ̃ + σ z, σ² the posterior variance (DDPM Algorithm 2, eq. 11).
+
+    With ε̂ from the network and no clipping, μ̃ equals eq. 11's
+    (x_t − β_t / √(1 − ᾱ_t) · ε̂) / √α_t; written through x̂_0 it also works for
+    strided pairs and for clipped x̂_0. The last step (t_prev = −1) adds no noise:
+    its mean is the sample (Algorithm 2 sets z = 0 at t = 1).
+
+    Args:
+        x_t: (B, C, H, W) the noisy images at t.
+        t: (B,) int64 timesteps.
+        t_prev: (B,) int64 timesteps with −1 ≤ t_prev < t (usually t − 1).
+        x0_hat: (B, C, H, W) the predicted clean images (from §4.1).
+        schedule: the noise schedule.
+        noise: z ~ N(0, I), (B, C, H, W); ignored where t_prev = −1.
+        variance: "small" (β̃) or "large" (β).
+
+    Returns:
+        x_{t_prev}: (B, C, H, W).
+    """
+    _check_inputs(schedule, t, x_t=x_t, x0_hat=x0_hat, noise=noise)
+    ### BEGIN SOLUTION §4.4
+    # Mean and variance from §4.3; the noise is switched off, image by image, where t_prev = −1.
+    mean, step_variance = posterior_mean_variance(x0_hat, x_t, t, t_prev, schedule, variance)
+    adds_noise = (t_prev >= 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))  # (B, 1, 1, 1)
+    return mean + adds_noise * step_variance.sqrt() * noise
+    ### END SOLUTION
+
+
+# ---------------------------------------------------------------------------
+# §4.5 One DDIM step
+# ---------------------------------------------------------------------------
 
 
 def ddim_step(
@@ -349,32 +509,190 @@ def ddim_step(
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One DDIM step from t to t_prev < t (Song et al. 2021, eq. 12); t_prev = −1 means "to x_0".
+    """One DDIM step from t to t_prev < t (Song et al. 2021, eqs. 12 and 16).
 
-        σ = η √((1 − ᾱ_prev) / (1 − ᾱ_t)) √(1 − ᾱ_t / ᾱ_prev)
-        x_prev = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev − σ²) ε̂ + σ z
+        σ = η · √((1 − ᾱ') / (1 − ᾱ)) · √(1 − ᾱ / ᾱ')              (eq. 16; ᾱ' = ᾱ_{t_prev})
+        x_{t_prev} = √ᾱ' · x̂_0  +  √(1 − ᾱ' − σ²) · ε̂  +  σ · z     (eq. 12)
+
+    η = 0 is deterministic; η = 1 with t_prev = t − 1 is the DDPM step with β̃.
+    At t_prev = −1, ᾱ' = 1 and σ = 0, so the step returns x̂_0.
+
+    Args:
+        x_t: (B, C, H, W) the noisy images at t.
+        t: (B,) int64 timesteps.
+        t_prev: (B,) int64 timesteps with −1 ≤ t_prev < t.
+        x0_hat, eps_hat: (B, C, H, W) the predictions from §4.1.
+        schedule: the noise schedule.
+        eta: η in [0, 1].
+        noise: z ~ N(0, I), (B, C, H, W); needed when η > 0 (None means zeros).
+
+    Returns:
+        x_{t_prev}: (B, C, H, W).
     """
-    alpha_bar = extract(schedule.alphas_cumprod, t, x_t)
-    prev_values = torch.cat([schedule.alphas_cumprod.new_ones(1), schedule.alphas_cumprod])
-    alpha_bar_prev = extract(prev_values, t_prev + 1, x_t)  # index shifted: t_prev = −1 gives ᾱ = 1
+    eta = check_eta(eta)
+    if noise is None:
+        if eta > 0:
+            raise ValueError(f"ddim_step with eta = {eta} > 0 needs noise, a (B, C, H, W) tensor; got None")
+        noise = torch.zeros_like(x_t)
+    _check_inputs(schedule, t, x_t=x_t, x0_hat=x0_hat, eps_hat=eps_hat, noise=noise)
+    check_previous_timesteps(t_prev, t)
+    ### BEGIN SOLUTION §4.5
+    # σ uses the ᾱ values of this pair: √β̃ of the jump t → t_prev, scaled by η (eq. 16).
+    alpha_bar = alpha_bar_at(t, schedule, x_t)  # (B, 1, 1, 1)
+    alpha_bar_prev = alpha_bar_at(t_prev, schedule, x_t)  # (B, 1, 1, 1)
     sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
+    # Eq. 12: x̂_0 brought to the noise level of t_prev, the direction pointing to x_t, fresh noise.
+    # The clamp only guards against −1e-17 from rounding; mathematically 1 − ᾱ' − σ² ≥ 0.
     direction = (1 - alpha_bar_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
-    x_prev = alpha_bar_prev.sqrt() * x0_hat + direction
-    if eta > 0:
-        if noise is None:
-            raise ValueError("ddim_step with eta > 0 needs noise")
-        x_prev = x_prev + sigma * noise
-    return x_prev
+    return alpha_bar_prev.sqrt() * x0_hat + direction + sigma * noise
+    ### END SOLUTION
+
+
+# ---------------------------------------------------------------------------
+# §4.6 Choosing N ≤ T inference timesteps
+# ---------------------------------------------------------------------------
+
+
+def inference_timesteps(num_timesteps: int, num_steps: int, spacing: str = "trailing") -> torch.Tensor:
+    """The N ≤ T timesteps a sampler visits, in descending order (DDIM §4.2; Lin et al. 2024, Table 2).
+
+    With T = 1000 and N = 10:
+        "leading":  k = T // N; 0, k, 2k, …, (N − 1)k, reversed → 900, 800, …, 0.
+                    Never starts at T − 1: the first x_T is treated as if it were less noisy.
+        "trailing": T − 1, then down by T / N (rounded) → 999, 899, …, 99.
+                    Starts at T − 1 (pure noise) but never visits t = 0.
+        "linspace": N evenly spaced values from T − 1 down to 0, rounded → 999, 888, …, 0.
+                    Visits both ends.
+    Every list is then followed by t_prev = −1: the last step goes to the clean image.
+
+    Args:
+        num_timesteps: T.
+        num_steps: N, between 1 and T.
+        spacing: "leading", "trailing" or "linspace".
+
+    Returns:
+        (N,) int64 timesteps in [0, T), strictly decreasing.
+    """
+    check_choice(spacing, "spacing", SPACINGS)
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
+        raise ValueError(f"num_steps must be an int in [1, T = {num_timesteps}]; got {num_steps!r}")
+    ### BEGIN SOLUTION §4.6
+    # Build each list in ascending order in float64, round to integers, then reverse it.
+    if spacing == "leading":
+        ascending = torch.arange(num_steps, dtype=torch.float64) * (num_timesteps // num_steps)
+    elif spacing == "trailing":
+        # T − i·T/N for i = 0 … N − 1, rounded, then shifted down by one so that the largest is T − 1.
+        index = torch.arange(num_steps, dtype=torch.float64)
+        ascending = ((num_timesteps - index * num_timesteps / num_steps).round() - 1).flip(0)
+    else:
+        ascending = torch.linspace(0, num_timesteps - 1, num_steps, dtype=torch.float64).round()
+    return ascending.long().flip(0)  # descending: the sampler walks from noise to data
+    ### END SOLUTION
+
+
+# ---------------------------------------------------------------------------
+# §4.7 The sampling loop (provided helpers first)
+# ---------------------------------------------------------------------------
+
+
+class Trajectory:
+    """Records x_t and the predicted x̂_0 at chosen steps of a sampling loop (provided).
+
+    Pass one to :func:`sample_loop` (or ``ddpm_sample`` / ``ddim_sample``); the loop calls
+    ``record(t, x_t, x0_hat)`` before each step and ``finish(x_0)`` at the end.
+
+    Args:
+        timesteps: the timesteps t to keep; None keeps every step.
+
+    After sampling:
+        timesteps: list of the t of each frame (the final frame has t = −1).
+        x_t, x0_hat: (F, B, C, H, W) CPU tensors, one frame per recorded step.
+    """
+
+    def __init__(self, timesteps=None) -> None:
+        self.wanted = None if timesteps is None else {int(t) for t in timesteps}
+        self.timesteps: list[int] = []
+        self._x_t: list[torch.Tensor] = []
+        self._x0_hat: list[torch.Tensor] = []
+
+    def record(self, t: int, x_t: torch.Tensor, x0_hat: torch.Tensor) -> None:
+        """Keep (x_t, x̂_0) of step t if t is wanted."""
+        t = int(t)
+        if self.wanted is None or t in self.wanted:
+            self.timesteps.append(t)
+            self._x_t.append(x_t.detach().float().cpu())
+            self._x0_hat.append(x0_hat.detach().float().cpu())
+
+    def finish(self, x0: torch.Tensor) -> None:
+        """Add the final frame, always kept: the sample itself (as both x_t and x̂_0), with t = −1."""
+        self.timesteps.append(-1)
+        self._x_t.append(x0.detach().float().cpu())
+        self._x0_hat.append(x0.detach().float().cpu())
+
+    @property
+    def x_t(self) -> torch.Tensor:
+        return torch.stack(self._x_t) if self._x_t else torch.empty(0)
+
+    @property
+    def x0_hat(self) -> torch.Tensor:
+        return torch.stack(self._x0_hat) if self._x0_hat else torch.empty(0)
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+
+def draw_noise(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor:
+    """N(0, I) of ``shape``, drawn on the generator's device and moved to ``device`` (provided).
+
+    Drawing on the generator's device makes a seed give the same images on any device.
+    """
+    source = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(shape, generator=generator, device=source, dtype=dtype).to(device)
+
+
+def call_model(
+    model: torch.nn.Module,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    class_labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The network's output for (x_t, t) in x_t's dtype, with class labels if given (provided)."""
+    parameter = next(model.parameters(), None)
+    model_dtype = parameter.dtype if parameter is not None else x_t.dtype
+    inputs = (x_t.to(model_dtype), t) if class_labels is None else (x_t.to(model_dtype), t, class_labels)
+    return model(*inputs).to(x_t.dtype)
+
+
+def timestep_pairs(timesteps: torch.Tensor) -> list[tuple[int, int]]:
+    """[(t_1, t_2), (t_2, t_3), …, (t_N, −1)] for descending timesteps t_1 > … > t_N (provided)."""
+    values = timesteps.tolist()
+    return list(zip(values, values[1:] + [-1]))
+
+
+def progress_bar(pairs: list, enabled: bool, description: str):
+    """``pairs`` wrapped in a tqdm bar when ``enabled`` (provided)."""
+    if not enabled:
+        return pairs
+    from tqdm.auto import tqdm
+
+    return tqdm(pairs, desc=description, unit="step", leave=False)
 
 
 @torch.no_grad()
-def ddim_sample(
+def sample_loop(
     model: torch.nn.Module,
     schedule: NoiseSchedule,
     shape: tuple[int, ...],
     *,
-    num_steps: int = 50,
+    sampler: str = "ddim",
+    num_steps: int | None = None,
     eta: float = 0.0,
+    variance: str = "small",
     prediction: str = "eps",
     clip_x0: bool = True,
     spacing: str = "trailing",
@@ -382,32 +700,100 @@ def ddim_sample(
     class_labels: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
+    trajectory: Trajectory | None = None,
 ) -> torch.Tensor:
-    """Draw images with DDIM: start from x_T ~ N(0, I), take ``num_steps`` steps down to x_0.
+    """Generate images: x_T ~ N(0, I), then one DDPM or DDIM step per pair down to x_0.
 
-    Random draws (x_T, then one noise per step when η > 0) come from ``generator``
-    on its device and are moved to ``device``. Returns (B, C, H, W) in about [-1, 1].
+    The order of random draws is part of the contract (so that a seed gives the
+    same images everywhere): first x_T, then, before each step that can add noise
+    (every DDPM step, every DDIM step when η > 0), one z of the same shape, all from
+    ``generator`` through :func:`draw_noise`. Arithmetic happens in the schedule's dtype.
+
+    Args:
+        model: the denoiser, called as model(x_t, t) or model(x_t, t, class_labels).
+        schedule: the noise schedule (its dtype is the sampling dtype).
+        shape: (B, C, H, W) of the images to make.
+        sampler: "ddpm" or "ddim".
+        num_steps: N, the number of steps (None: T for DDPM, 50 for DDIM, at most T).
+        eta: η of DDIM (ignored by DDPM).
+        variance: "small" or "large", DDPM's step variance (ignored by DDIM).
+        prediction: what the model predicts: "eps", "x0" or "v".
+        clip_x0: clamp x̂_0 to [-1, 1] at each step.
+        spacing: how the N timesteps are chosen (§4.6).
+        generator: the source of every random draw; None uses torch's global one.
+        class_labels: (B,) int64 labels passed to the model, or None.
+        device: where to compute (default: the schedule's device).
+        progress: show a tqdm progress bar.
+        trajectory: a :class:`Trajectory` to record x_t and x̂_0 into, or None.
+
+    Returns:
+        x_0: (B, C, H, W) the samples, in about [-1, 1], in the schedule's dtype.
     """
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    check_choice(sampler, "sampler", SAMPLERS)
+    check_choice(variance, "variance", VARIANCES)
+    check_choice(prediction, "prediction", PREDICTION_TYPES)
+    eta = check_eta(eta)
+    if num_steps is None:
+        num_steps = schedule.num_timesteps if sampler == "ddpm" else min(50, schedule.num_timesteps)
+    if len(shape) < 2 or any(not isinstance(size, int) or size < 1 for size in shape):
+        raise ValueError(f"shape must be (B, C, H, W) of positive ints; got {shape!r}")
     device = torch.device(device) if device is not None else schedule.betas.device
-    source = generator.device if generator is not None else torch.device("cpu")
+    schedule = schedule.to(device=device)
     dtype = schedule.betas.dtype
-    x = torch.randn(shape, generator=generator, device=source, dtype=dtype).to(device)
-    timesteps = inference_timesteps(schedule.num_timesteps, num_steps, spacing)
-    pairs = list(zip(timesteps.tolist(), timesteps[1:].tolist() + [-1]))
-    iterator = pairs
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(pairs, desc="sampling", leave=False)
-    for step, previous in iterator:
-        t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
-        t_prev = torch.full((shape[0],), previous, dtype=torch.int64, device=device)
-        output = model(x, t, class_labels) if class_labels is not None else model(x, t)
-        x0_hat, eps_hat = model_predictions(output.to(dtype), x, t, schedule, prediction, clip_x0)
-        noise = None
-        if eta > 0:
-            noise = torch.randn(shape, generator=generator, device=source, dtype=dtype).to(device)
-        x = ddim_step(x, t, t_prev, x0_hat, eps_hat, schedule, eta, noise)
+    batch = shape[0]
+    ### BEGIN SOLUTION §4.7
+    # x_T first, then the pairs (t, t_prev) from inference_timesteps, ending with t_prev = −1.
+    x = draw_noise(shape, generator, dtype, device)
+    pairs = timestep_pairs(inference_timesteps(schedule.num_timesteps, num_steps, spacing))
+    for step, previous in progress_bar(pairs, progress, f"{sampler} sampling"):
+        t = torch.full((batch,), step, dtype=torch.int64, device=device)
+        t_prev = torch.full((batch,), previous, dtype=torch.int64, device=device)
+        # One network call per step: its output becomes x̂_0 and ε̂ (§4.1).
+        output = call_model(model, x, t, class_labels)
+        x0_hat, eps_hat = model_predictions(output, x, t, schedule, prediction, clip_x0)
+        if trajectory is not None:
+            trajectory.record(step, x, x0_hat)
+        # Draw z only for steps that can use it, so the generator's order is the documented one.
+        adds_noise = sampler == "ddpm" or eta > 0
+        noise = draw_noise(shape, generator, dtype, device) if adds_noise else None
+        if sampler == "ddpm":
+            x = ddpm_step(x, t, t_prev, x0_hat, schedule, noise, variance)
+        else:
+            x = ddim_step(x, t, t_prev, x0_hat, eps_hat, schedule, eta, noise)
+    if trajectory is not None:
+        trajectory.finish(x)
     return x
+    ### END SOLUTION
+
+
+def ddpm_sample(
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    shape: tuple[int, ...],
+    *,
+    num_steps: int | None = None,
+    variance: str = "small",
+    **options,
+) -> torch.Tensor:
+    """Ancestral DDPM sampling (Algorithm 2) over all T steps, or N of them (provided).
+
+    Keyword ``options`` are those of :func:`sample_loop` (prediction, clip_x0, spacing,
+    generator, class_labels, device, progress, trajectory).
+    """
+    return sample_loop(model, schedule, shape, sampler="ddpm", num_steps=num_steps, variance=variance, **options)
+
+
+def ddim_sample(
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    shape: tuple[int, ...],
+    *,
+    num_steps: int | None = None,
+    eta: float = 0.0,
+    **options,
+) -> torch.Tensor:
+    """DDIM sampling with N steps (None: 50, or T if smaller) and η (0: deterministic) (provided).
+
+    Keyword ``options`` are those of :func:`sample_loop`.
+    """
+    return sample_loop(model, schedule, shape, sampler="ddim", num_steps=num_steps, eta=eta, **options)

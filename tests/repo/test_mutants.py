@@ -35,8 +35,16 @@ def test_phase3_has_the_issue_mutants():
     assert required <= {m.mistake for m in MUTANTS if m.phase == 3}
 
 
+def test_phase4_has_the_issue_mutants():
+    """The sampling mutants the phase promises: last-step noise, ᾱ_prev wrap-around, β vs β̃, clipping,
+    η, the σ² correction, the one-step β of a strided pair, ascending timesteps."""
+    required = {"noise_at_last_step", "alpha_bar_at_wraps", "variance_small_large_confused", "x0_not_clipped",
+                "ddim_eta_ignored", "ddim_no_sigma_correction", "one_step_beta_for_strided", "timesteps_ascending"}
+    assert required <= {m.mistake for m in MUTANTS if m.phase == 4}
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # one grading process per mutant: about 2 minutes on two cores
+@pytest.mark.timeout(1200)  # one grading process per mutant: about 4 minutes on two cores
 def test_every_mutant_is_caught_with_its_mistake_named():
     verdicts = run_all(MUTANTS)
     missed = [

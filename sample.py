@@ -1,0 +1,541 @@
+# ─────────────────────────────────────────────────────────────────────────────
+# PROVIDED: nothing to fill in here. Maintainers: this file is written by
+# `make stubs` from solutions/sample.py; edit the solution and regenerate.
+# ─────────────────────────────────────────────────────────────────────────────
+"""Phase 4 · The ``python sample.py`` command: images from a trained checkpoint (provided).
+
+    python sample.py --checkpoint runs/demo/last.pt --num-samples 16
+    python sample.py --checkpoint runs/demo/last.pt --sampler ddpm --gif trajectory.gif
+
+It rebuilds the noise schedule and the U-Net that ``python train.py`` saved in the
+checkpoint, loads the EMA weights (or the raw ones with --no-ema), and runs the
+sampling loop of diffusion.py (§4.7) batch after batch, every random draw coming
+from one generator seeded with --seed. It writes a PNG grid of the samples and, on
+request, an animation of the reverse process (--gif) and the images themselves as a
+tensor (--save-tensor).
+
+Nothing here is graded. With --impl learner (the default) it runs your noise_schedule.py,
+unet.py and diffusion.py; with --impl solutions, the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from diffusion import SAMPLERS, SPACINGS, VARIANCES
+from trainer import CHECKPOINT_FORMAT, _float_in, _int_at_least, atomic_write
+from utils import (
+    DEVICES,
+    IMPLEMENTATIONS,
+    image_grid,
+    import_impl,
+    pick_device,
+    resolve_impl,
+    save_gif,
+    seed_everything,
+    to_pil,
+    trajectory_frames,
+)
+
+#: What a --save-tensor file says it is (its "format" field).
+SAMPLES_FORMAT = "diffusion-exercises/sample.py samples"
+SAMPLES_VERSION = 1
+#: DDIM's number of steps when --steps is not given (T if T is smaller).
+DEFAULT_DDIM_STEPS = 50
+#: How many images of the first batch the --gif animation shows.
+GIF_IMAGES = 16
+#: What sample.py needs from a checkpoint, and from the training settings saved in it.
+CHECKPOINT_KEYS = ("config", "model_config", "model", "ema")
+CONFIG_KEYS = ("schedule", "timesteps", "prediction", "image_size")
+#: The picture formats --out may name, by file extension.
+GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+#: How the summary names each implementation.
+CODE_NAMES = {"learner": "your code", "solutions": "the reference code"}
+
+
+class SampleError(RuntimeError):
+    """A problem that stops the command, reported as one line (``sample.py: error: …``), exit status 1."""
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
+
+HELP_DESCRIPTION = """\
+Draw images from a checkpoint of train.py with DDPM (Ho et al. 2020, Algorithm 2) or
+DDIM (Song et al. 2021), and save them as a grid.
+
+The images are drawn in batches of --batch-size from one generator seeded once with
+--seed, so the same flags give the same images (on one device)."""
+
+HELP_EPILOG = """\
+--save-tensor writes, with torch.save, a dict that torch.load(path, weights_only=True) reads:
+  images       float32 tensor (N, C, H, W) on the CPU, values in [-1, 1] (as in training)
+  sampling     the keyword arguments given to diffusion.sample_loop: sampler, num_steps,
+               eta, variance, spacing, prediction, clip_x0
+  seed, batch_size, weights ("ema" or "raw"), checkpoint (its path), train_step,
+  dataset, image_size, schedule, num_timesteps (T), model_config, train_config (all of
+  train.py's settings), impl, device, seconds, format, version
+
+examples:
+  python sample.py --checkpoint runs/demo/last.pt --num-samples 16
+  python sample.py --checkpoint runs/demo --sampler ddpm --gif runs/demo/ddpm.gif
+  python sample.py --checkpoint runs/demo/last.pt --steps 10 --spacing leading --out leading.png
+  python sample.py --checkpoint runs/demo/last.pt --impl solutions --save-tensor samples.pt"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, one argument group per concern (Phase 5 adds a group for conditioning)."""
+    parser = argparse.ArgumentParser(
+        prog="sample.py",
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    model = parser.add_argument_group("the model")
+    model.add_argument("--checkpoint", required=True, metavar="FILE",
+                       help="a checkpoint written by train.py, such as runs/demo/last.pt, or a run's "
+                       "folder (its last.pt is used)")
+    model.add_argument("--no-ema", dest="ema", action="store_false",
+                       help="use the trained weights as they are (default: their EMA, which samples better)")
+
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--sampler", default="ddim", choices=SAMPLERS,
+                          help="ddpm: ancestral sampling; ddim: fewer, larger steps (default: %(default)s)")
+    sampling.add_argument("--steps", default=None, type=_int_at_least(1), metavar="N",
+                          help=f"network calls per image, at most T (the checkpoint's --timesteps); "
+                          f"default: {DEFAULT_DDIM_STEPS} for ddim, T for ddpm")
+    sampling.add_argument("--eta", default=None, type=_float_in(0.0, 1.0, low_open=False, high_open=False),
+                          metavar="ETA", help="ddim only: η, the noise of each step, from 0 (deterministic) to 1 "
+                          "(as much as DDPM); default: 0")
+    sampling.add_argument("--variance", default=None, choices=VARIANCES,
+                          help="ddpm only: the step's variance, the posterior's β̃ (small) or β (large); "
+                          "default: small")
+    sampling.add_argument("--spacing", default="trailing", choices=SPACINGS,
+                          help="which N of the T timesteps are visited (guide §4.6; default: %(default)s)")
+    sampling.add_argument("--no-clip", dest="clip", action="store_false",
+                          help="do not clamp the predicted x̂_0 to [-1, 1] at each step (default: clamp)")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--num-samples", default=64, type=_int_at_least(1), metavar="N",
+                        help="how many images (default: %(default)s)")
+    output.add_argument("--batch-size", default=64, type=_int_at_least(1), metavar="B",
+                        help="images sampled at once (default: %(default)s); the images depend on it, "
+                        "since the batches take their noise from one generator in turn")
+    output.add_argument("--seed", default=0, type=_int_at_least(0), metavar="S",
+                        help="seed of all the noise (default: %(default)s)")
+    output.add_argument("--out", default=None, metavar="FILE",
+                        help="the grid of samples, .png (or .jpg, .webp); default: "
+                        "samples_SAMPLER_Nsteps.png beside the checkpoint, e.g. runs/demo/samples_ddim_50steps.png")
+    output.add_argument("--gif", default=None, metavar="FILE",
+                        help="also write the reverse process of the first batch (up to "
+                        f"{GIF_IMAGES} images) as an animated .gif: x_t beside the predicted x̂_0")
+    output.add_argument("--gif-frames", default=40, type=_int_at_least(2), metavar="F",
+                        help="frames of the animation, at most N + 1: F − 1 evenly spread steps, then "
+                        "the samples (default: %(default)s)")
+    output.add_argument("--save-tensor", default=None, metavar="FILE",
+                        help="also save the images as a tensor with their settings (format below)")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", default="auto", choices=DEVICES,
+                     help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
+    run.add_argument("--impl", default=None, choices=IMPLEMENTATIONS,
+                     help="whose code to run: your files (learner) or the reference (solutions); "
+                     "default: $DIFFUSION_IMPL, else learner")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
+    """The checked flags (impl and device resolved) and the parser, for later errors."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.impl = resolve_impl(args.impl)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        args.device = pick_device(args.device)
+    except ValueError as error:
+        parser.error(f"argument --device: {error}")
+    if args.out is not None and Path(args.out).suffix.lower() not in GRID_FORMATS:
+        parser.error(f"argument --out: the grid must be a {', '.join(GRID_FORMATS)} file; got {args.out!r}")
+    if args.gif is not None and Path(args.gif).suffix.lower() != ".gif":
+        parser.error(f"argument --gif: the animation must be a .gif file; got {args.gif!r}")
+    return args, parser
+
+
+# ---------------------------------------------------------------------------
+# The checkpoint and the model
+# ---------------------------------------------------------------------------
+
+
+def checkpoint_path(name: str) -> Path:
+    """The checkpoint file that --checkpoint names: the file itself, or a run folder's last.pt."""
+    path = Path(name)
+    return path / "last.pt" if path.is_dir() else path
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The dict train.py saved at ``path``; SampleError, naming the file, if it cannot be used."""
+    if not path.is_file():
+        raise SampleError(
+            f"there is no checkpoint {path}: train a model first (python train.py, or make demo "
+            "for runs/demo/last.pt) or name another file with --checkpoint"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, not a torch file, a foreign pickle…
+        raise SampleError(
+            f"cannot read the checkpoint {path} ({unreadable_reason(path, error)}): the file is damaged "
+            "(an interrupted copy?) or was not written by train.py"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise SampleError(f"{path} is not a train.py checkpoint (it has no format field {CHECKPOINT_FORMAT!r})")
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    missing += [f"config[{key!r}]" for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise SampleError(f"the checkpoint {path} is incomplete: it lacks {', '.join(missing)}")
+    return state
+
+
+def unreadable_reason(path: Path, error: Exception) -> str:
+    """Why torch.load failed on ``path``, in a few words (torch.save writes a zip archive)."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(4)
+    except OSError as unreadable:  # e.g. no permission to read it
+        return one_line(unreadable, 200)
+    if start != b"PK\x03\x04":
+        return "it is not a file that torch.save wrote"
+    if not zipfile.is_zipfile(path):
+        return "it is cut short: the end of the file is missing"
+    text = str(error).strip()
+    return one_line(text.splitlines()[0] if text else error, 200)
+
+
+def one_line(error: Exception | str, limit: int = 400) -> str:
+    """An exception's message (or a text) on one line, shortened to ``limit`` characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def load_model(
+    checkpoint: dict, impl: str, device: torch.device, ema: bool = True, name: str = "the checkpoint"
+) -> tuple[nn.Module, object]:
+    """The checkpoint's U-Net, in eval mode on ``device``, and its noise schedule (float32).
+
+    Both come from the chosen implementation (``import_impl``): your unet.py and
+    noise_schedule.py with --impl learner. The weights are the EMA's (``ema``) or the
+    trained ones, loaded strictly: every tensor must fit the U-Net that the saved
+    model_config builds. ``name`` is the checkpoint's path, for error messages.
+    """
+    config = checkpoint["config"]
+    whose = "your " if impl == "learner" else "solutions/"
+    try:
+        schedule = import_impl("noise_schedule", impl).NoiseSchedule.from_name(
+            config["schedule"], config["timesteps"], dtype=torch.float32, device=device
+        )
+    except NotImplementedError:
+        raise  # a stub: main() says which one
+    except (TypeError, ValueError, KeyError) as error:
+        raise SampleError(
+            f"{whose}noise_schedule.py cannot rebuild the schedule of {name} "
+            f"({config['schedule']!r}, T = {config['timesteps']}): {one_line(error)}"
+        ) from None
+    try:
+        model = import_impl("unet", impl).UNet(**checkpoint["model_config"])
+        model.load_state_dict(checkpoint["ema" if ema else "model"])
+    except NotImplementedError:
+        raise
+    except (TypeError, ValueError, RuntimeError, KeyError) as error:
+        raise SampleError(f"the weights in {name} do not fit {whose}unet.py: {one_line(error)}") from None
+    return model.to(device).eval(), schedule
+
+
+# ---------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------
+
+
+def sampling_options(args: argparse.Namespace, config: dict, parser: argparse.ArgumentParser) -> dict:
+    """The keyword arguments of ``diffusion.sample_loop`` that the flags choose, checked against T."""
+    num_timesteps = config["timesteps"]
+    steps = args.steps
+    if steps is None:
+        steps = num_timesteps if args.sampler == "ddpm" else min(DEFAULT_DDIM_STEPS, num_timesteps)
+    if steps > num_timesteps:
+        parser.error(
+            f"argument --steps: at most T = {num_timesteps} (the checkpoint's --timesteps); got {steps}"
+        )
+    return dict(
+        sampler=args.sampler,
+        num_steps=steps,
+        eta=0.0 if args.eta is None else args.eta,
+        variance=args.variance or "small",
+        spacing=args.spacing,
+        prediction=config["prediction"],
+        clip_x0=args.clip,
+    )
+
+
+def ignored_flags(args: argparse.Namespace) -> list[str]:
+    """Notes for flags that the chosen sampler does not use."""
+    notes = []
+    if args.sampler == "ddpm" and args.eta is not None:
+        notes.append("note: --eta is used by --sampler ddim only; ignored")
+    if args.sampler == "ddim" and args.variance is not None:
+        notes.append("note: --variance is used by --sampler ddpm only; ignored")
+    return notes
+
+
+def gif_timesteps(visited: list[int], frames: int) -> list[int]:
+    """``frames`` − 1 of the ``visited`` timesteps (all, if fewer), evenly spread, first and last included."""
+    count = min(frames - 1, len(visited))
+    positions = torch.linspace(0, len(visited) - 1, count, dtype=torch.float64).round().long().tolist()
+    return list(dict.fromkeys(visited[position] for position in positions))
+
+
+class FirstImages:
+    """Hands only the first ``count`` images of each step on to a ``diffusion.Trajectory``.
+
+    ``sample_loop`` calls ``record`` and ``finish`` on whatever it is given as its
+    trajectory; this keeps a large batch from filling the memory with frames no one sees.
+    """
+
+    def __init__(self, trajectory, count: int) -> None:
+        self.trajectory, self.count = trajectory, count
+
+    def record(self, t: int, x_t: torch.Tensor, x0_hat: torch.Tensor) -> None:
+        self.trajectory.record(t, x_t[: self.count], x0_hat[: self.count])
+
+    def finish(self, x0: torch.Tensor) -> None:
+        self.trajectory.finish(x0[: self.count])
+
+
+def batch_sizes(num_samples: int, batch_size: int) -> list[int]:
+    """The size of each batch: full ones, then what is left (e.g. 10 in 4s → [4, 4, 2])."""
+    full, rest = divmod(num_samples, batch_size)
+    return [batch_size] * full + ([rest] if rest else [])
+
+
+def draw_samples(
+    diffusion: ModuleType,
+    model: nn.Module,
+    schedule,
+    image_shape: tuple[int, int, int],
+    num_samples: int,
+    batch_size: int,
+    options: dict,
+    generator: torch.Generator,
+    trajectory=None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """``num_samples`` images from ``diffusion.sample_loop``, batch after batch.
+
+    Every batch draws its noise from ``generator`` in turn, so the images depend on
+    the seed and on ``batch_size``. The first batch is recorded into ``trajectory``
+    (if given). ``options`` are sample_loop's keyword arguments (:func:`sampling_options`).
+
+    Returns:
+        (num_samples, C, H, W) float32 images on the CPU.
+    """
+    from tqdm.auto import tqdm
+
+    sizes = batch_sizes(num_samples, batch_size)
+    bar = tqdm(total=num_samples, desc="images", unit="img", disable=not progress or len(sizes) == 1)
+    batches = []
+    with bar:
+        for index, size in enumerate(sizes):
+            images = diffusion.sample_loop(
+                model, schedule, (size, *image_shape), generator=generator, device=schedule.betas.device,
+                progress=progress, trajectory=trajectory if index == 0 else None, **options,
+            )
+            batches.append(images.float().cpu())
+            bar.update(size)
+    return torch.cat(batches)
+
+
+def check_finite(images: torch.Tensor, impl: str) -> None:
+    """Raise SampleError if any image holds NaN or ±inf (nothing is written then)."""
+    bad = int((~torch.isfinite(images)).flatten(1).any(dim=1).sum())
+    if bad:
+        hint = (
+            "check your Phase 4 functions (make grade PHASE=4) or compare with --impl solutions"
+            if impl == "learner"
+            else "the checkpoint's training may have diverged (see its loss.csv)"
+        )
+        raise SampleError(f"{bad} of {len(images)} samples hold NaN or inf values; nothing was written: {hint}")
+
+
+# ---------------------------------------------------------------------------
+# Writing the results
+# ---------------------------------------------------------------------------
+
+
+def default_grid_path(checkpoint: Path, options: dict) -> Path:
+    """Where the grid goes without --out: beside the checkpoint, named after the sampler and N."""
+    return checkpoint.parent / f"samples_{options['sampler']}_{options['num_steps']}steps.png"
+
+
+def write_grid(images: torch.Tensor, path: Path) -> Path:
+    """Save images in [-1, 1] as one picture (``utils.image_grid``), atomically."""
+    picture = to_pil(image_grid(images))
+    image_format = GRID_FORMATS[path.suffix.lower()]
+    atomic_write(path, lambda handle: picture.save(handle, format=image_format))
+    return path
+
+
+def write_gif(trajectory, path: Path) -> int:
+    """Save a recorded trajectory as an animation (x_t beside x̂_0, frame by frame); return its frames.
+
+    ``utils.save_gif`` writes a temporary file beside ``path`` that is then renamed onto
+    it, so an interrupted run never leaves half a GIF.
+    """
+    frames = trajectory_frames(trajectory, max_images=GIF_IMAGES)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.gif")
+    try:
+        save_gif(frames, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return len(frames)
+
+
+def write_tensor(images: torch.Tensor, metadata: dict, path: Path) -> Path:
+    """Save the images and how they were made as one dict (format in ``--help``), atomically."""
+    payload = {"format": SAMPLES_FORMAT, "version": SAMPLES_VERSION, "images": images, **metadata}
+    atomic_write(path, lambda handle: torch.save(payload, handle))
+    return path
+
+
+def describe(options: dict) -> str:
+    """The sampler's settings in a few words, e.g. "ddim, 50 steps (trailing), η = 0, x̂_0 clipped"."""
+    words = [f"{options['sampler']}, {options['num_steps']} steps ({options['spacing']})"]
+    if options["sampler"] == "ddim":
+        words.append(f"η = {options['eta']:g}")
+    else:
+        words.append(f"{options['variance']} variance")
+    words.append("x̂_0 clipped" if options["clip_x0"] else "x̂_0 not clipped")
+    return ", ".join(words)
+
+
+# ---------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------
+
+
+def image_shape(checkpoint: dict) -> tuple[int, int, int]:
+    """(C, H, W) of the images the checkpoint's model was trained on."""
+    size = checkpoint["config"]["image_size"]
+    return checkpoint["model_config"]["in_channels"], size, size
+
+
+def new_trajectory(diffusion: ModuleType, config: dict, options: dict, frames: int):
+    """A ``diffusion.Trajectory`` keeping ``frames`` − 1 of the steps the sampler will visit."""
+    visited = diffusion.inference_timesteps(config["timesteps"], options["num_steps"], options["spacing"])
+    return diffusion.Trajectory(timesteps=gif_timesteps(visited.tolist(), frames))
+
+
+def tensor_metadata(args: argparse.Namespace, path: Path, checkpoint: dict, options: dict, seconds: float) -> dict:
+    """What --save-tensor stores beside the images (the format is in ``--help``)."""
+    config = checkpoint["config"]
+    return {
+        "sampling": options, "seed": args.seed, "batch_size": args.batch_size,
+        "weights": "ema" if args.ema else "raw", "checkpoint": str(path), "train_step": checkpoint.get("step"),
+        "dataset": config.get("dataset"), "image_size": config["image_size"], "schedule": config["schedule"],
+        "num_timesteps": config["timesteps"], "model_config": checkpoint["model_config"], "train_config": config,
+        "impl": args.impl, "device": str(args.device), "seconds": seconds,
+    }
+
+
+def write_outputs(images: torch.Tensor, trajectory, args: argparse.Namespace, grid: Path, metadata: dict) -> list[str]:
+    """Write the grid, and the GIF and the tensor if asked for; one summary line per file."""
+    written = [f"grid:       {write_grid(images, grid)}"]
+    if trajectory is not None:
+        frames = write_gif(trajectory, Path(args.gif))
+        written.append(f"trajectory: {args.gif} ({frames} frames)")
+    if args.save_tensor is not None:
+        written.append(f"tensor:     {write_tensor(images, metadata, Path(args.save_tensor))}")
+    return written
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Load the checkpoint, sample, write the files, print a summary (see :func:`main`)."""
+    path = checkpoint_path(args.checkpoint)
+    checkpoint = read_checkpoint(path)
+    options = sampling_options(args, checkpoint["config"], parser)
+    for note in ignored_flags(args):
+        print(note)
+
+    diffusion = import_impl("diffusion", args.impl)
+    model, schedule = load_model(checkpoint, args.impl, args.device, ema=args.ema, name=str(path))
+    trajectory = None if args.gif is None else new_trajectory(diffusion, checkpoint["config"], options, args.gif_frames)
+    generator = seed_everything(args.seed)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        images = draw_samples(
+            diffusion, model, schedule, image_shape(checkpoint), args.num_samples, args.batch_size, options,
+            generator, trajectory=None if trajectory is None else FirstImages(trajectory, GIF_IMAGES),
+            progress=sys.stderr.isatty(),
+        )
+    seconds = time.perf_counter() - started
+    check_finite(images, args.impl)
+    images = images.clamp(-1.0, 1.0)
+
+    grid = Path(args.out) if args.out is not None else default_grid_path(path, options)
+    metadata = tensor_metadata(args, path, checkpoint, options, seconds)
+    written = write_outputs(images, trajectory, args, grid, metadata)
+    weights = "EMA" if args.ema else "raw (--no-ema)"
+    print(
+        f"sampled {len(images)} images of {'×'.join(map(str, image_shape(checkpoint)))} from the {weights} "
+        f"weights of {path} (step {checkpoint.get('step', '?')}) with {CODE_NAMES[args.impl]} on {args.device}: "
+        f"{describe(options)}; seed {args.seed}"
+    )
+    print(f"took {seconds:.1f} s, {len(images) / max(seconds, 1e-9):.1f} images/s")
+    print("\n".join(written))
+    return 0
+
+
+def not_attempted(error: NotImplementedError) -> str:
+    """The line for a stub the command needs: what is missing and how to go on."""
+    return (
+        f"not attempted yet: {error}. Sampling with --impl learner runs your noise_schedule.py, unet.py "
+        "and diffusion.py; finish that function (make grade shows what is left), or sample with the "
+        "reference: --impl solutions"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python sample.py …``: returns the exit status.
+
+    0: done; 1: an error (one line on stderr: a missing or damaged checkpoint, a stub
+    not written yet, …); 2: a bad flag (argparse's message, naming the flag); 130: Ctrl-C.
+    """
+    args, parser = parse_args(argv)
+    try:
+        return run(args, parser)
+    except NotImplementedError as error:
+        if args.impl != "learner":
+            raise  # the reference is never a stub: show the whole traceback
+        print(f"sample.py: error: {not_attempted(error)}", file=sys.stderr)
+        return 1
+    except SampleError as error:
+        print(f"sample.py: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nsample.py: stopped by Ctrl-C", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
