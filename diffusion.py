@@ -1,10 +1,11 @@
 # ─────────────────────────────────────────────────────────────────────────────
 # YOUR FILE. Fill in each TODO (the guide's section is named beside it), then
-# check your work with:   make grade PHASE=1,4
+# check your work with:   make grade PHASE=1,4,5
 # Maintainers: this file is written by `make stubs` from solutions/diffusion.py;
 # edit the solution and regenerate, never this committed copy.
 # ─────────────────────────────────────────────────────────────────────────────
-"""The diffusion itself: Phase 1 · the forward process; Phase 4 · the reverse process (DDPM, DDIM).
+"""The diffusion itself: Phase 1 · the forward process; Phase 4 · the reverse process (DDPM, DDIM);
+Phase 5 · classifier-free guidance.
 
 The forward process adds Gaussian noise step by step:
 
@@ -20,7 +21,7 @@ of shape (B, C, H, W) (any (B, …) works); timesteps ``t`` are int64 of shape (
 Sections of the guide: §1.5 extract, §1.6 q_sample, §1.7 q_step, §1.8 the v target,
 §1.9 converting between ε, x̂_0 and v; §4.1 model predictions, §4.2 ᾱ at t = −1,
 §4.3 the posterior, §4.4 the DDPM step, §4.5 the DDIM step, §4.6 inference timesteps,
-§4.7 the sampling loop.
+§4.7 the sampling loop; §5.3 classifier-free guidance.
 """
 
 from __future__ import annotations
@@ -587,12 +588,62 @@ def call_model(
     x_t: torch.Tensor,
     t: torch.Tensor,
     class_labels: torch.Tensor | None = None,
+    guidance_scale: float | None = None,
 ) -> torch.Tensor:
-    """The network's output for (x_t, t) in x_t's dtype, with class labels if given (provided)."""
+    """The network's output for (x_t, t) in x_t's dtype (provided).
+
+    With class labels it is conditioned on them; with a guidance scale too, it is the
+    classifier-free guided output of :func:`guided_model_output` (Phase 5), the null
+    label being ``model.num_classes``.
+    """
+    if guidance_scale is not None:
+        if class_labels is None:
+            raise ValueError("guidance_scale needs class_labels: guidance mixes the conditional and "
+                             "unconditional predictions")
+        return guided_model_output(model, x_t, t, class_labels, guidance_scale, null_label=model.num_classes)
     parameter = next(model.parameters(), None)
     model_dtype = parameter.dtype if parameter is not None else x_t.dtype
     inputs = (x_t.to(model_dtype), t) if class_labels is None else (x_t.to(model_dtype), t, class_labels)
     return model(*inputs).to(x_t.dtype)
+
+
+# ---------------------------------------------------------------------------
+# §5.3 Classifier-free guidance (Phase 5)
+# ---------------------------------------------------------------------------
+
+
+def guided_model_output(
+    model: torch.nn.Module,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    class_labels: torch.Tensor,
+    guidance_scale: float,
+    null_label: int,
+) -> torch.Tensor:
+    """Classifier-free guidance: out = out_∅ + w · (out_c − out_∅) (Ho & Salimans 2022, eq. 6).
+
+    w = 1 is the plain conditional prediction, w = 0 the unconditional one, w > 1
+    pushes further towards the class. (The paper writes (1 + w) ε_c − w ε_∅: its w is
+    ours minus one.) Both halves come from one forward pass of a doubled batch: the
+    images with their labels, then the same images with the null label. Mixing the raw
+    outputs is right for every prediction type: ε, x_0 and v are affine in one another
+    with the same coefficients for both halves.
+
+    Args:
+        model: a class-conditional denoiser, called as model(x_t, t, class_labels).
+        x_t: (B, C, H, W) noisy images.
+        t: (B,) int64 timesteps.
+        class_labels: (B,) int64 labels of the wanted classes.
+        guidance_scale: w ≥ 0.
+        null_label: the label that means "no class" (the model's num_classes).
+
+    Returns:
+        (B, C, H, W) the guided output, in x_t's dtype.
+    """
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be a number ≥ 0 (1: plain conditional); got {guidance_scale!r}")
+    # TODO §5.3: Double the batch: the labels, then the null label for the same images and timesteps; one call.
+    raise NotImplementedError("Phase 5.3 · guided_model_output — see IMPLEMENTATION_GUIDE.md §5.3")
 
 
 def timestep_pairs(timesteps: torch.Tensor) -> list[tuple[int, int]]:
@@ -628,6 +679,7 @@ def sample_loop(
     device: torch.device | str | None = None,
     progress: bool = False,
     trajectory: Trajectory | None = None,
+    guidance_scale: float | None = None,
 ) -> torch.Tensor:
     """Generate images: x_T ~ N(0, I), then one DDPM or DDIM step per pair down to x_0.
 
@@ -652,6 +704,7 @@ def sample_loop(
         device: where to compute (default: the schedule's device).
         progress: show a tqdm progress bar.
         trajectory: a :class:`Trajectory` to record x_t and x̂_0 into, or None.
+        guidance_scale: None, or w of classifier-free guidance (Phase 5; needs class_labels).
 
     Returns:
         x_0: (B, C, H, W) the samples, in about [-1, 1], in the schedule's dtype.

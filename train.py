@@ -1,6 +1,6 @@
 # ─────────────────────────────────────────────────────────────────────────────
 # YOUR FILE. Fill in each TODO (the guide's section is named beside it), then
-# check your work with:   make grade PHASE=3
+# check your work with:   make grade PHASE=3,5
 # Maintainers: this file is written by `make stubs` from solutions/train.py;
 # edit the solution and regenerate, never this committed copy.
 # ─────────────────────────────────────────────────────────────────────────────
@@ -255,6 +255,44 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
         raise ValueError(f"decay must lie in [0, 1], got {decay}")
     # TODO §3.4: Walk both models' parameters in step (zip of .parameters()), update in place; copy buffers.
     raise NotImplementedError("Phase 3.4 · ema_update — see IMPLEMENTATION_GUIDE.md §3.4")
+
+
+# ---------------------------------------------------------------------------
+# §5.2 Label dropout for classifier-free guidance (Phase 5)
+# ---------------------------------------------------------------------------
+
+
+def drop_labels(
+    class_labels: torch.Tensor,
+    p_uncond: float,
+    num_classes: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Replace each label by the null label K with probability p_uncond (Ho & Salimans 2022, Algorithm 1).
+
+    One network then learns both the conditional prediction (label c) and the
+    unconditional one (label ∅ = K), which classifier-free guidance mixes at
+    sampling time. Only training drops labels; sampling never does.
+
+    Random draws: one ``torch.rand`` of shape (B,) from ``generator``, on the
+    generator's device; image i loses its label when its draw is below p_uncond.
+
+    Args:
+        class_labels: (B,) int64 labels in [0, K).
+        p_uncond: the probability of dropping a label, in [0, 1] (0.1 is usual).
+        num_classes: K; the null label is K itself, never a real class.
+        generator: the random source.
+
+    Returns:
+        (B,) int64 labels in [0, K], on the device of ``class_labels``.
+    """
+    if not 0.0 <= p_uncond <= 1.0:
+        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
+    if class_labels.dtype != torch.int64 or class_labels.ndim != 1:
+        raise TypeError(f"class_labels must be an int64 tensor of shape (B,), got {class_labels.dtype} "
+                        f"of shape {tuple(class_labels.shape)}")
+    # TODO §5.2: One uniform draw per image, on the generator's device; those below p_uncond get the null label K.
+    raise NotImplementedError("Phase 5.2 · drop_labels — see IMPLEMENTATION_GUIDE.md §5.2")
 
 
 # ---------------------------------------------------------------------------

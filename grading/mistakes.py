@@ -376,4 +376,38 @@ MISTAKES: dict[str, Mistake] = {
         "the loop's η not passed on",
         "Give ddim_step the loop's eta, and draw z for each step when η > 0.",
     ),
+    # §5.1–§5.3 class conditioning and guidance
+    "class_embedding_ignored": Mistake(
+        "class embedding not added",
+        "Return time_emb + class_embedding(class_labels): the blocks must see the class.",
+    ),
+    "time_embedding_replaced": Mistake(
+        "the class embedding replaces the time embedding",
+        "Add the two: time_emb + class_embedding(class_labels); the network still needs t.",
+    ),
+    "null_class_collides": Mistake(
+        "the null label collides with a real class",
+        "\"No class\" is the extra row K (num_classes itself); labels 0 … K − 1 are real classes.",
+    ),
+    "label_dropout_never_applied": Mistake(
+        "label dropout never applied",
+        "Replace the label by the null label K where the image's uniform draw is below p_uncond.",
+    ),
+    "label_dropout_inverted": Mistake(
+        "label dropout inverted",
+        "A label is dropped when its draw is below p_uncond (probability p_uncond), kept otherwise.",
+    ),
+    "cfg_paper_convention": Mistake(
+        "the (1 + w) convention of the CFG paper used where w is expected",
+        "Here out = out_∅ + w · (out_c − out_∅), so w = 1 is plain conditional; Ho & Salimans' w is ours minus one.",
+    ),
+    "cfg_swapped": Mistake(
+        "conditional and unconditional predictions swapped",
+        "The first half of the doubled batch has the labels (out_c), the second the null label (out_∅); "
+        "guidance moves from out_∅ towards out_c.",
+    ),
+    "label_dropout_at_sampling": Mistake(
+        "labels dropped at sampling time",
+        "Label dropout belongs to training only: every image of the conditional half keeps its label.",
+    ),
 }

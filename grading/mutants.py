@@ -189,6 +189,24 @@ MUTANTS: tuple[Mutant, ...] = (
     _m("loop drops clip_x0", DF, "loop_clip_ignored",
        ("model_predictions(output, x, t, schedule, prediction, clip_x0)",
         "model_predictions(output, x, t, schedule, prediction)"), phase=4),
+    # Phase 5: class conditioning and guidance
+    _m("null label 0 when labels are None", UN, "null_class_collides",
+       ("class_labels = torch.full((time_emb.shape[0],), num_classes, dtype=torch.int64",
+        "class_labels = torch.full((time_emb.shape[0],), 0, dtype=torch.int64"), phase=5),
+    _m("label dropout never applied", TR, "label_dropout_never_applied",
+       ("return torch.where(draws < p_uncond, null, class_labels)", "return class_labels"), phase=5),
+    _m("null label K − 1 in label dropout", TR, "null_class_collides",
+       ("null = torch.full_like(class_labels, num_classes)", "null = torch.full_like(class_labels, num_classes - 1)"),
+       phase=5),
+    _m("CFG with the paper's (1 + w)", DF, "cfg_paper_convention",
+       ("return unconditional + guidance_scale * (conditional - unconditional)",
+        "return unconditional + (1 + guidance_scale) * (conditional - unconditional)"), phase=5),
+    _m("conditional and unconditional swapped", DF, "cfg_swapped",
+       ("conditional, unconditional = both.chunk(2)", "unconditional, conditional = both.chunk(2)"), phase=5),
+    _m("labels dropped at sampling time", DF, "label_dropout_at_sampling",
+       ("both = call_model(model, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([class_labels, null]))",
+        "kept = torch.where(torch.arange(len(class_labels)) % 3 == 1, null, class_labels)\n"
+        "    both = call_model(model, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([kept, null]))"), phase=5),
 )
 
 

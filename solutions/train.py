@@ -300,6 +300,49 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 # ---------------------------------------------------------------------------
+# §5.2 Label dropout for classifier-free guidance (Phase 5)
+# ---------------------------------------------------------------------------
+
+
+def drop_labels(
+    class_labels: torch.Tensor,
+    p_uncond: float,
+    num_classes: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Replace each label by the null label K with probability p_uncond (Ho & Salimans 2022, Algorithm 1).
+
+    One network then learns both the conditional prediction (label c) and the
+    unconditional one (label ∅ = K), which classifier-free guidance mixes at
+    sampling time. Only training drops labels; sampling never does.
+
+    Random draws: one ``torch.rand`` of shape (B,) from ``generator``, on the
+    generator's device; image i loses its label when its draw is below p_uncond.
+
+    Args:
+        class_labels: (B,) int64 labels in [0, K).
+        p_uncond: the probability of dropping a label, in [0, 1] (0.1 is usual).
+        num_classes: K; the null label is K itself, never a real class.
+        generator: the random source.
+
+    Returns:
+        (B,) int64 labels in [0, K], on the device of ``class_labels``.
+    """
+    if not 0.0 <= p_uncond <= 1.0:
+        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
+    if class_labels.dtype != torch.int64 or class_labels.ndim != 1:
+        raise TypeError(f"class_labels must be an int64 tensor of shape (B,), got {class_labels.dtype} "
+                        f"of shape {tuple(class_labels.shape)}")
+    ### BEGIN SOLUTION §5.2
+    # One uniform draw per image, on the generator's device; those below p_uncond get the null label K.
+    source = generator.device if generator is not None else class_labels.device
+    draws = torch.rand(class_labels.shape, generator=generator, device=source).to(class_labels.device)  # (B,)
+    null = torch.full_like(class_labels, num_classes)
+    return torch.where(draws < p_uncond, null, class_labels)
+    ### END SOLUTION
+
+
+# ---------------------------------------------------------------------------
 # The command (provided): `python train.py --help` lists the flags
 # ---------------------------------------------------------------------------
 

@@ -330,6 +330,40 @@ class Upsample(nn.Module):
 
 
 # ---------------------------------------------------------------------------
+# §5.1 Class conditioning (Phase 5)
+# ---------------------------------------------------------------------------
+
+
+def add_class_embedding(
+    time_emb: torch.Tensor,
+    class_embedding: nn.Embedding,
+    class_labels: torch.Tensor | None,
+    num_classes: int,
+) -> torch.Tensor:
+    """Add a learned class embedding to the time embedding (Phase 5; Ho & Salimans 2022, §3.2).
+
+    The table has K + 1 rows: row c for class c ∈ {0, …, K − 1}, and row K for the
+    "null" label ∅ ("no class"), which classifier-free guidance needs for its
+    unconditional prediction. The null label must never be a real class.
+
+    Args:
+        time_emb: (B, D) the time embedding of the batch.
+        class_embedding: ``nn.Embedding(K + 1, D)``.
+        class_labels: (B,) int64 labels in [0, K] (K = null), or None: every image gets ∅.
+        num_classes: K, the number of real classes.
+
+    Returns:
+        (B, D) the embedding every residual block receives.
+    """
+    ### BEGIN SOLUTION §5.1
+    # None means "no class" for every image: the null label is K, the extra last row.
+    if class_labels is None:
+        class_labels = torch.full((time_emb.shape[0],), num_classes, dtype=torch.int64, device=time_emb.device)
+    return time_emb + class_embedding(class_labels)  # (B, D) + (B, D)
+    ### END SOLUTION
+
+
+# ---------------------------------------------------------------------------
 # §2.6–§2.7 The U-Net
 # ---------------------------------------------------------------------------
 
@@ -520,10 +554,8 @@ class UNet(nn.Module):
     def embed(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The (B, 4C) embedding every residual block receives: time, plus the class if any."""
         emb = self.time_embedding(t)
-        if self.class_embedding is not None:
-            if class_labels is None:  # unconditional: every image gets the "no class" label
-                class_labels = torch.full_like(t, self.num_classes, dtype=torch.int64)
-            emb = emb + self.class_embedding(class_labels)
+        if self.class_embedding is not None:  # Phase 5: a class-conditional U-Net
+            emb = add_class_embedding(emb, self.class_embedding, class_labels, self.num_classes)
         return emb
 
     # -- the forward pass -------------------------------------------------------------

@@ -21,7 +21,7 @@ from tools import make_stubs
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module", params=[1, 2, 3, 4], ids=["phase 1", "phase 2", "phase 3", "phase 4"])
+@pytest.fixture(scope="module", params=[1, 2, 3, 4, 5], ids=["phase 1", "phase 2", "phase 3", "phase 4", "phase 5"])
 def reference_result(request):
     return run_phase(request.param, impl="solutions")
 

@@ -43,6 +43,13 @@ def test_phase4_has_the_issue_mutants():
     assert required <= {m.mistake for m in MUTANTS if m.phase == 4}
 
 
+def test_phase5_has_the_issue_mutants():
+    """The guidance mutants the phase promises (the enhancement and inpainting ones arrive with those parts)."""
+    required = {"cfg_paper_convention", "cfg_swapped", "label_dropout_never_applied", "label_dropout_at_sampling",
+                "null_class_collides"}
+    assert required <= {m.mistake for m in MUTANTS if m.phase == 5}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # one grading process per mutant: about 4 minutes on two cores
 def test_every_mutant_is_caught_with_its_mistake_named():
