@@ -21,7 +21,7 @@ of shape (B, C, H, W) (any (B, …) works); timesteps ``t`` are int64 of shape (
 Sections of the guide: §1.5 extract, §1.6 q_sample, §1.7 q_step, §1.8 the v target,
 §1.9 converting between ε, x̂_0 and v; §4.1 model predictions, §4.2 ᾱ at t = −1,
 §4.3 the posterior, §4.4 the DDPM step, §4.5 the DDIM step, §4.6 inference timesteps,
-§4.7 the sampling loop; §5.3 classifier-free guidance.
+§4.7 the sampling loop; §5.3 classifier-free guidance; §5.6 inpainting.
 """
 
 from __future__ import annotations
@@ -756,3 +756,154 @@ def ddim_sample(
     Keyword ``options`` are those of :func:`sample_loop`.
     """
     return sample_loop(model, schedule, shape, sampler="ddim", num_steps=num_steps, eta=eta, **options)
+
+
+# ---------------------------------------------------------------------------
+# §5.6 Inpainting with any trained model (Phase 5; Lugmayr et al. 2022, RePaint)
+# ---------------------------------------------------------------------------
+
+
+def inpaint_combine(
+    x_generated: torch.Tensor,
+    x0_known: torch.Tensor,
+    mask: torch.Tensor,
+    t_prev: torch.Tensor,
+    noise: torch.Tensor,
+    schedule: NoiseSchedule,
+) -> torch.Tensor:
+    """Replace the known region of a reverse step's output by the original, noised to t_prev.
+
+    RePaint eq. 8: x_{t_prev} = m ⊙ x_{t_prev}^known + (1 − m) ⊙ x_{t_prev}^generated, where
+    x^known ~ q(x_{t_prev} | x_0) = √ᾱ' x_0 + √(1 − ᾱ') z is the original at the noise level
+    of the rest of the image (and x_0 itself when t_prev = −1, since ᾱ_{−1} = 1).
+
+    Args:
+        x_generated: (B, C, H, W) the sampler's x_{t_prev}.
+        x0_known: (B, C, H, W) the original images in [-1, 1] (only their known pixels matter).
+        mask: (B or 1, 1, H, W) 1 where the pixels are known, 0 where they are generated.
+        t_prev: (B,) int64 timesteps in [-1, T).
+        noise: z ~ N(0, I), (B, C, H, W).
+        schedule: the noise schedule.
+
+    Returns:
+        (B, C, H, W) the combined x_{t_prev}.
+    """
+    check_images(x_generated=x_generated, x0_known=x0_known, noise=noise)
+    # TODO §5.6: The known pixels must carry the same amount of noise as the generated ones: q_sample to t_prev.
+    raise NotImplementedError("Phase 5.6 · inpaint_combine — see IMPLEMENTATION_GUIDE.md §5.6")
+
+
+def renoise(
+    x_prev: torch.Tensor,
+    t_prev: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    schedule: NoiseSchedule,
+) -> torch.Tensor:
+    """Jump forward from t_prev back up to t > t_prev: x_t ~ q(x_t | x_{t_prev}) (RePaint's resampling).
+
+    Over the pair, α = ᾱ_t / ᾱ_{t_prev} (§4.3), so x_t = √α · x_{t_prev} + √(1 − α) · z.
+    Going down and up again lets the generated region harmonise with the known one.
+
+    Args:
+        x_prev: (B, C, H, W) images at t_prev.
+        t_prev: (B,) int64 timesteps in [-1, T).
+        t: (B,) int64 timesteps with t > t_prev.
+        noise: z ~ N(0, I), (B, C, H, W).
+        schedule: the noise schedule.
+
+    Returns:
+        (B, C, H, W) images at t.
+    """
+    _check_inputs(schedule, t, x_prev=x_prev, noise=noise)
+    check_previous_timesteps(t_prev, t)
+    # TODO §5.6: The forward step of the whole jump: q_step (§1.7) with the pair's α instead of one step's.
+    raise NotImplementedError("Phase 5.6 · renoise — see IMPLEMENTATION_GUIDE.md §5.6")
+
+
+def reverse_step(
+    sampler: str, x: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, x0_hat: torch.Tensor,
+    eps_hat: torch.Tensor, schedule: NoiseSchedule, eta: float, variance: str, noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """One step of ``sampler`` from t to t_prev (provided; the dispatch of §4.7)."""
+    if sampler == "ddpm":
+        return ddpm_step(x, t, t_prev, x0_hat, schedule, noise, variance)
+    return ddim_step(x, t, t_prev, x0_hat, eps_hat, schedule, eta, noise)
+
+
+@torch.no_grad()
+def inpaint_loop(
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    x0_known: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    sampler: str = "ddim",
+    num_steps: int | None = None,
+    eta: float = 0.0,
+    variance: str = "small",
+    prediction: str = "eps",
+    clip_x0: bool = True,
+    spacing: str = "trailing",
+    resample: int = 1,
+    generator: torch.Generator | None = None,
+    class_labels: torch.Tensor | None = None,
+    guidance_scale: float | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    trajectory: Trajectory | None = None,
+) -> torch.Tensor:
+    """Fill in the unknown pixels (mask = 0) of ``x0_known`` with any trained model (provided; RePaint).
+
+    The sampling loop of §4.7, with two additions at each pair (t, t_prev): after the step,
+    :func:`inpaint_combine` puts the noised original into the known region; and with
+    ``resample`` = U > 1 the pair is done U times, going back up with :func:`renoise`
+    between tries (RePaint's jumps of length one), which blends the seams.
+
+    Random draws, in order: x_T; then for each try of each pair: the step's z (when it
+    adds noise, as in §4.7), the known region's z, and the renoising z (all tries but the last).
+
+    Args:
+        model, schedule, sampler, num_steps, eta, variance, prediction, clip_x0, spacing,
+        generator, class_labels, guidance_scale, device, progress, trajectory: as in
+        :func:`sample_loop`.
+        x0_known: (B, C, H, W) the images to complete, in [-1, 1].
+        mask: (B or 1, 1, H, W) 1 = known (kept), 0 = to generate.
+        resample: U ≥ 1, the tries per pair (1: no resampling).
+
+    Returns:
+        (B, C, H, W) the completed images; their known pixels equal ``x0_known``'s.
+    """
+    check_choice(sampler, "sampler", SAMPLERS)
+    check_choice(variance, "variance", VARIANCES)
+    eta = check_eta(eta)
+    if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
+        raise ValueError(f"resample must be an int ≥ 1; got {resample!r}")
+    if num_steps is None:
+        num_steps = schedule.num_timesteps if sampler == "ddpm" else min(50, schedule.num_timesteps)
+    device = torch.device(device) if device is not None else schedule.betas.device
+    schedule = schedule.to(device=device)
+    dtype = schedule.betas.dtype
+    x0_known = x0_known.to(device=device, dtype=dtype)
+    mask = mask.to(device=device, dtype=dtype)
+    shape, batch = tuple(x0_known.shape), x0_known.shape[0]
+    x = draw_noise(shape, generator, dtype, device)
+    pairs = timestep_pairs(inference_timesteps(schedule.num_timesteps, num_steps, spacing))
+    for step, previous in progress_bar(pairs, progress, f"{sampler} inpainting"):
+        t = torch.full((batch,), step, dtype=torch.int64, device=device)
+        t_prev = torch.full((batch,), previous, dtype=torch.int64, device=device)
+        for attempt in range(resample):
+            output = call_model(model, x, t, class_labels, guidance_scale)
+            x0_hat, eps_hat = model_predictions(output, x, t, schedule, prediction, clip_x0)
+            if trajectory is not None and attempt == 0:
+                trajectory.record(step, x, x0_hat)
+            noise = draw_noise(shape, generator, dtype, device) if sampler == "ddpm" or eta > 0 else None
+            x_prev = reverse_step(sampler, x, t, t_prev, x0_hat, eps_hat, schedule, eta, variance, noise)
+            x_prev = inpaint_combine(x_prev, x0_known, mask, t_prev, draw_noise(shape, generator, dtype, device),
+                                     schedule)
+            if attempt < resample - 1:
+                x = renoise(x_prev, t_prev, t, draw_noise(shape, generator, dtype, device), schedule)
+        x = x_prev
+    if trajectory is not None:
+        trajectory.finish(x)
+    return x

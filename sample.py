@@ -14,6 +14,10 @@ from one generator seeded with --seed. It writes a PNG grid of the samples and, 
 request, an animation of the reverse process (--gif) and the images themselves as a
 tensor (--save-tensor).
 
+A class-conditional checkpoint (train.py --class-conditional, Phase 5) samples the
+classes of --class-id with classifier-free guidance of scale --guidance-scale;
+--guidance-grid shows one class per row and one guidance scale per column.
+
 Nothing here is graded. With --impl learner (the default) it runs your noise_schedule.py,
 unet.py and diffusion.py; with --impl solutions, the reference.
 """
@@ -21,6 +25,7 @@ unet.py and diffusion.py; with --impl solutions, the reference.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -32,7 +37,7 @@ import torch
 from torch import nn
 
 from diffusion import SAMPLERS, SPACINGS, VARIANCES
-from trainer import CHECKPOINT_FORMAT, _float_in, _int_at_least, atomic_write
+from trainer import CHECKPOINT_FORMAT, _float_in, _int_at_least, atomic_write, flag, guidance_inputs
 from utils import (
     DEVICES,
     IMPLEMENTATIONS,
@@ -51,6 +56,10 @@ SAMPLES_FORMAT = "diffusion-exercises/sample.py samples"
 SAMPLES_VERSION = 1
 #: DDIM's number of steps when --steps is not given (T if T is smaller).
 DEFAULT_DDIM_STEPS = 50
+#: The number of images without --num-samples.
+DEFAULT_NUM_SAMPLES = 64
+#: Phase 5: the guidance scale w without --guidance-scale (1: plain conditional, 0: unconditional).
+DEFAULT_GUIDANCE_SCALE = 3.0
 #: How many images of the first batch the --gif animation shows.
 GIF_IMAGES = 16
 #: What sample.py needs from a checkpoint, and from the training settings saved in it.
@@ -82,6 +91,11 @@ HELP_EPILOG = """\
   images       float32 tensor (N, C, H, W) on the CPU, values in [-1, 1] (as in training)
   sampling     the keyword arguments given to diffusion.sample_loop: sampler, num_steps,
                eta, variance, spacing, prediction, clip_x0
+  labels       int64 tensor (N,): the class of each image (class-conditional checkpoints),
+               else None
+  guidance_scale  w (a float; None for an unconditional checkpoint); with --guidance-grid the
+               list of the columns' scales, the images then being row after row
+               (row r, column c is image r × columns + c)
   seed, batch_size, weights ("ema" or "raw"), checkpoint (its path), train_step,
   dataset, image_size, schedule, num_timesteps (T), model_config, train_config (all of
   train.py's settings), impl, device, seconds, format, version
@@ -90,11 +104,13 @@ examples:
   python sample.py --checkpoint runs/demo/last.pt --num-samples 16
   python sample.py --checkpoint runs/demo --sampler ddpm --gif runs/demo/ddpm.gif
   python sample.py --checkpoint runs/demo/last.pt --steps 10 --spacing leading --out leading.png
-  python sample.py --checkpoint runs/demo/last.pt --impl solutions --save-tensor samples.pt"""
+  python sample.py --checkpoint runs/demo/last.pt --impl solutions --save-tensor samples.pt
+  python sample.py --checkpoint runs/digits-cfg --class-id 3 --guidance-scale 5
+  python sample.py --checkpoint runs/digits-cfg --guidance-grid 0,1,3,5   # rows: classes"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line, one argument group per concern (Phase 5 adds a group for conditioning)."""
+    """The command line, one argument group per concern (class conditioning is Phase 5's)."""
     parser = argparse.ArgumentParser(
         prog="sample.py",
         description=HELP_DESCRIPTION,
@@ -125,9 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--no-clip", dest="clip", action="store_false",
                           help="do not clamp the predicted x̂_0 to [-1, 1] at each step (default: clamp)")
 
+    conditioning = parser.add_argument_group("class conditioning (Phase 5; class-conditional checkpoints only)")
+    conditioning.add_argument("--class-id", default=None, type=_class_ids, metavar="IDS",
+                              help="the classes to draw: one, such as 3, a list such as 0,2,4, or all (the "
+                              "default); the images cycle through them")
+    scale = conditioning.add_mutually_exclusive_group()
+    scale.add_argument("--guidance-scale", default=None, type=_float_in(0.0, low_open=False), metavar="W",
+                       help="classifier-free guidance scale w: 1 = plain conditional, 0 = unconditional, "
+                       f"> 1 = more like the class (default: {DEFAULT_GUIDANCE_SCALE:g})")
+    scale.add_argument("--guidance-grid", default=None, type=_scales, metavar="W1,W2,…",
+                       help="instead, one row per --class-id class and one column per scale, such as "
+                       "0,1,3,5; every column starts from the same noise, so a row shows what w changes "
+                       "(--num-samples is not used)")
+
     output = parser.add_argument_group("output")
-    output.add_argument("--num-samples", default=64, type=_int_at_least(1), metavar="N",
-                        help="how many images (default: %(default)s)")
+    output.add_argument("--num-samples", default=None, type=_int_at_least(1), metavar="N",
+                        help=f"how many images (default: {DEFAULT_NUM_SAMPLES})")
     output.add_argument("--batch-size", default=64, type=_int_at_least(1), metavar="B",
                         help="images sampled at once (default: %(default)s); the images depend on it, "
                         "since the batches take their noise from one generator in turn")
@@ -135,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of all the noise (default: %(default)s)")
     output.add_argument("--out", default=None, metavar="FILE",
                         help="the grid of samples, .png (or .jpg, .webp); default: "
-                        "samples_SAMPLER_Nsteps.png beside the checkpoint, e.g. runs/demo/samples_ddim_50steps.png")
+                        "samples_SAMPLER_Nsteps.png beside the checkpoint, e.g. runs/demo/samples_ddim_50steps.png "
+                        "(with --guidance-grid: guidance_grid_SAMPLER_Nsteps_wW1-W2-….png)")
     output.add_argument("--gif", default=None, metavar="FILE",
                         help="also write the reverse process of the first batch (up to "
                         f"{GIF_IMAGES} images) as an animated .gif: x_t beside the predicted x̂_0")
@@ -154,6 +184,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _class_ids(text: str) -> str | tuple[int, ...]:
+    """--class-id: "all", or whole numbers ≥ 0 separated by commas (checked against K later)."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        ids = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        ids = ()
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"must be all, or class numbers ≥ 0 such as 3 or 0,2,4; got {text!r}")
+    return ids
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    """--guidance-grid: guidance scales ≥ 0 separated by commas, such as 0,1,3,5."""
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or not all(math.isfinite(w) and w >= 0 for w in scales):
+        raise argparse.ArgumentTypeError(f"must be guidance scales ≥ 0 such as 0,1,3,5; got {text!r}")
+    return scales
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     """The checked flags (impl and device resolved) and the parser, for later errors."""
     parser = build_parser()
@@ -170,6 +224,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
         parser.error(f"argument --out: the grid must be a {', '.join(GRID_FORMATS)} file; got {args.out!r}")
     if args.gif is not None and Path(args.gif).suffix.lower() != ".gif":
         parser.error(f"argument --gif: the animation must be a .gif file; got {args.gif!r}")
+    if args.gif is not None and args.guidance_grid is not None:
+        parser.error("argument --gif: not with --guidance-grid (sample with one --guidance-scale for an animation)")
     return args, parser
 
 
@@ -289,13 +345,60 @@ def sampling_options(args: argparse.Namespace, config: dict, parser: argparse.Ar
 
 
 def ignored_flags(args: argparse.Namespace) -> list[str]:
-    """Notes for flags that the chosen sampler does not use."""
+    """Notes for flags that the chosen sampler (or --guidance-grid) does not use."""
     notes = []
+    if args.guidance_grid is not None and args.num_samples is not None:
+        notes.append("note: --num-samples is not used with --guidance-grid (one row per --class-id class); ignored")
     if args.sampler == "ddpm" and args.eta is not None:
         notes.append("note: --eta is used by --sampler ddim only; ignored")
     if args.sampler == "ddim" and args.variance is not None:
         notes.append("note: --variance is used by --sampler ddpm only; ignored")
     return notes
+
+
+# ---------------------------------------------------------------------------
+# Class conditioning (Phase 5)
+# ---------------------------------------------------------------------------
+
+
+def class_ids(args: argparse.Namespace, num_classes: int, parser: argparse.ArgumentParser) -> list[int] | None:
+    """The classes to draw (--class-id, all by default), checked against the model's K classes.
+
+    None for an unconditional checkpoint (num_classes = 0), which takes none of the
+    conditioning flags: each is refused, naming it.
+    """
+    if not num_classes:
+        for name in ("class_id", "guidance_scale", "guidance_grid"):
+            if getattr(args, name) is not None:
+                parser.error(
+                    f"argument {flag(name)}: the checkpoint's model is unconditional (trained without "
+                    "--class-conditional), so it has no classes to guide towards; drop the flag"
+                )
+        return None
+    if args.class_id in (None, "all"):
+        return list(range(num_classes))
+    outside = [label for label in args.class_id if label >= num_classes]
+    if outside:
+        parser.error(
+            f"argument --class-id: the checkpoint's model knows {num_classes} classes, 0 to {num_classes - 1}; "
+            f"got {', '.join(map(str, outside))}"
+        )
+    return list(args.class_id)
+
+
+def cycled_labels(classes: list[int], count: int) -> torch.Tensor:
+    """(count,) int64 labels going through ``classes`` again and again (e.g. [3, 5] → 3, 5, 3, 5, …)."""
+    return torch.tensor(classes, dtype=torch.int64).repeat(math.ceil(count / len(classes)))[:count]
+
+
+def scale_words(scales) -> str:
+    """Guidance scales in a few words, e.g. "w = 0, 1, 3" (for the summary)."""
+    return "w = " + ", ".join(f"{w:g}" for w in scales)
+
+
+def class_words(classes: list[int]) -> str:
+    """The classes in a few words, e.g. "class 3" or "classes 0, 2, 4"."""
+    return ("class " if len(classes) == 1 else "classes ") + ", ".join(map(str, classes))
 
 
 def gif_timesteps(visited: list[int], frames: int) -> list[int]:
@@ -339,12 +442,16 @@ def draw_samples(
     generator: torch.Generator,
     trajectory=None,
     progress: bool = False,
+    labels: torch.Tensor | None = None,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
 ) -> torch.Tensor:
     """``num_samples`` images from ``diffusion.sample_loop``, batch after batch.
 
     Every batch draws its noise from ``generator`` in turn, so the images depend on
     the seed and on ``batch_size``. The first batch is recorded into ``trajectory``
     (if given). ``options`` are sample_loop's keyword arguments (:func:`sampling_options`).
+    For a class-conditional model, ``labels`` (num_samples,) are the images' classes,
+    sampled with guidance scale ``guidance_scale`` (see ``trainer.guidance_inputs``).
 
     Returns:
         (num_samples, C, H, W) float32 images on the CPU.
@@ -354,15 +461,46 @@ def draw_samples(
     sizes = batch_sizes(num_samples, batch_size)
     bar = tqdm(total=num_samples, desc="images", unit="img", disable=not progress or len(sizes) == 1)
     batches = []
+    device = schedule.betas.device
     with bar:
         for index, size in enumerate(sizes):
+            conditioning = {}
+            if labels is not None:
+                batch_labels = labels[index * batch_size : index * batch_size + size].to(device)
+                conditioning = guidance_inputs(batch_labels, guidance_scale, null_label=model.num_classes)
             images = diffusion.sample_loop(
-                model, schedule, (size, *image_shape), generator=generator, device=schedule.betas.device,
-                progress=progress, trajectory=trajectory if index == 0 else None, **options,
+                model, schedule, (size, *image_shape), generator=generator, device=device,
+                progress=progress, trajectory=trajectory if index == 0 else None, **options, **conditioning,
             )
             batches.append(images.float().cpu())
             bar.update(size)
     return torch.cat(batches)
+
+
+def draw_guidance_grid(
+    diffusion: ModuleType, model: nn.Module, schedule, image_shape: tuple[int, int, int], classes: list[int],
+    scales: tuple[float, ...], batch_size: int, options: dict, generator: torch.Generator, progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """--guidance-grid: row r shows class ``classes[r]``, column c guidance scale ``scales[c]``.
+
+    Each column is the run ``--num-samples len(classes) --guidance-scale w`` would make:
+    the generator is put back to its starting state before every column, so every cell
+    of a row starts from the same x_T (and, for a noisy sampler, gets the same z's).
+
+    Returns:
+        (rows × columns, C, H, W) images row after row, and their (rows × columns,) labels.
+    """
+    labels = torch.tensor(classes, dtype=torch.int64)
+    start = generator.get_state()
+    columns = []
+    for scale in scales:
+        generator.set_state(start)
+        columns.append(draw_samples(
+            diffusion, model, schedule, image_shape, len(classes), batch_size, options, generator,
+            progress=progress, labels=labels, guidance_scale=scale,
+        ))
+    images = torch.stack(columns, dim=1).flatten(0, 1)  # (R, Cols, C, H, W) → row after row
+    return images, labels.repeat_interleave(len(scales))
 
 
 def check_finite(images: torch.Tensor, impl: str) -> None:
@@ -382,14 +520,18 @@ def check_finite(images: torch.Tensor, impl: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def default_grid_path(checkpoint: Path, options: dict) -> Path:
-    """Where the grid goes without --out: beside the checkpoint, named after the sampler and N."""
-    return checkpoint.parent / f"samples_{options['sampler']}_{options['num_steps']}steps.png"
+def default_grid_path(checkpoint: Path, options: dict, scales: tuple[float, ...] | None = None) -> Path:
+    """Where the grid goes without --out: beside the checkpoint, named after the sampler and N
+    (and, for --guidance-grid, the scales of its columns, e.g. guidance_grid_ddim_50steps_w0-1-3-5.png)."""
+    name = f"{options['sampler']}_{options['num_steps']}steps"
+    if scales is not None:
+        return checkpoint.parent / f"guidance_grid_{name}_w{'-'.join(f'{w:g}' for w in scales)}.png"
+    return checkpoint.parent / f"samples_{name}.png"
 
 
-def write_grid(images: torch.Tensor, path: Path) -> Path:
-    """Save images in [-1, 1] as one picture (``utils.image_grid``), atomically."""
-    picture = to_pil(image_grid(images))
+def write_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
+    """Save images in [-1, 1] as one picture (``utils.image_grid``, ``nrow`` per row), atomically."""
+    picture = to_pil(image_grid(images, nrow=nrow))
     image_format = GRID_FORMATS[path.suffix.lower()]
     atomic_write(path, lambda handle: picture.save(handle, format=image_format))
     return path
@@ -458,9 +600,12 @@ def tensor_metadata(args: argparse.Namespace, path: Path, checkpoint: dict, opti
     }
 
 
-def write_outputs(images: torch.Tensor, trajectory, args: argparse.Namespace, grid: Path, metadata: dict) -> list[str]:
-    """Write the grid, and the GIF and the tensor if asked for; one summary line per file."""
-    written = [f"grid:       {write_grid(images, grid)}"]
+def write_outputs(
+    images: torch.Tensor, trajectory, args: argparse.Namespace, grid: Path, metadata: dict, nrow: int | None = None
+) -> list[str]:
+    """Write the grid (``nrow`` images per row), and the GIF and the tensor if asked for; one summary
+    line per file."""
+    written = [f"grid:       {write_grid(images, grid, nrow)}"]
     if trajectory is not None:
         frames = write_gif(trajectory, Path(args.gif))
         written.append(f"trajectory: {args.gif} ({frames} frames)")
@@ -469,11 +614,53 @@ def write_outputs(images: torch.Tensor, trajectory, args: argparse.Namespace, gr
     return written
 
 
+def sample_images(
+    args: argparse.Namespace, diffusion: ModuleType, model: nn.Module, schedule, checkpoint: dict, options: dict,
+    classes: list[int] | None, generator: torch.Generator, trajectory=None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The images the flags ask for and their labels (None for an unconditional model).
+
+    Three cases: an unconditional model; a class-conditional one, whose images cycle
+    through ``classes`` with guidance scale --guidance-scale; or --guidance-grid.
+    """
+    shape, progress = image_shape(checkpoint), sys.stderr.isatty()
+    if args.guidance_grid is not None:
+        return draw_guidance_grid(
+            diffusion, model, schedule, shape, classes, args.guidance_grid, args.batch_size, options, generator,
+            progress=progress,
+        )
+    num_samples = args.num_samples or DEFAULT_NUM_SAMPLES
+    labels = None if classes is None else cycled_labels(classes, num_samples)
+    images = draw_samples(
+        diffusion, model, schedule, shape, num_samples, args.batch_size, options, generator,
+        trajectory=None if trajectory is None else FirstImages(trajectory, GIF_IMAGES), progress=progress,
+        labels=labels, guidance_scale=guidance_of(args),
+    )
+    return images, labels
+
+
+def guidance_of(args: argparse.Namespace) -> float | list[float]:
+    """The guidance scale w of the images: --guidance-scale (default 3), or --guidance-grid's list."""
+    if args.guidance_grid is not None:
+        return list(args.guidance_grid)
+    return DEFAULT_GUIDANCE_SCALE if args.guidance_scale is None else args.guidance_scale
+
+
+def conditioning_words(args: argparse.Namespace, classes: list[int] | None) -> str:
+    """How the images were conditioned, for the summary ("" for an unconditional model)."""
+    if classes is None:
+        return ""
+    if args.guidance_grid is not None:
+        return f"; rows: {class_words(classes)}; columns: guidance {scale_words(args.guidance_grid)}"
+    return f"; {class_words(classes)}, guidance {scale_words([guidance_of(args)])}"
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Load the checkpoint, sample, write the files, print a summary (see :func:`main`)."""
     path = checkpoint_path(args.checkpoint)
     checkpoint = read_checkpoint(path)
     options = sampling_options(args, checkpoint["config"], parser)
+    classes = class_ids(args, checkpoint["model_config"].get("num_classes") or 0, parser)
     for note in ignored_flags(args):
         print(note)
 
@@ -483,23 +670,23 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     generator = seed_everything(args.seed)
     started = time.perf_counter()
     with torch.inference_mode():
-        images = draw_samples(
-            diffusion, model, schedule, image_shape(checkpoint), args.num_samples, args.batch_size, options,
-            generator, trajectory=None if trajectory is None else FirstImages(trajectory, GIF_IMAGES),
-            progress=sys.stderr.isatty(),
+        images, labels = sample_images(
+            args, diffusion, model, schedule, checkpoint, options, classes, generator, trajectory
         )
     seconds = time.perf_counter() - started
     check_finite(images, args.impl)
     images = images.clamp(-1.0, 1.0)
 
-    grid = Path(args.out) if args.out is not None else default_grid_path(path, options)
+    scales = args.guidance_grid
+    grid = Path(args.out) if args.out is not None else default_grid_path(path, options, scales)
     metadata = tensor_metadata(args, path, checkpoint, options, seconds)
-    written = write_outputs(images, trajectory, args, grid, metadata)
+    metadata.update(labels=labels, guidance_scale=None if classes is None else guidance_of(args))
+    written = write_outputs(images, trajectory, args, grid, metadata, nrow=len(scales) if scales else None)
     weights = "EMA" if args.ema else "raw (--no-ema)"
     print(
         f"sampled {len(images)} images of {'×'.join(map(str, image_shape(checkpoint)))} from the {weights} "
         f"weights of {path} (step {checkpoint.get('step', '?')}) with {CODE_NAMES[args.impl]} on {args.device}: "
-        f"{describe(options)}; seed {args.seed}"
+        f"{describe(options)}; seed {args.seed}{conditioning_words(args, classes)}"
     )
     print(f"took {seconds:.1f} s, {len(images) / max(seconds, 1e-9):.1f} images/s")
     print("\n".join(written))

@@ -410,4 +410,45 @@ MISTAKES: dict[str, Mistake] = {
         "labels dropped at sampling time",
         "Label dropout belongs to training only: every image of the conditional half keeps its label.",
     ),
+    # §5.4–§5.6 degradations, the enhancement pair, inpainting
+    "degradation_clamped": Mistake(
+        "the degraded images clamped",
+        "Leave the noisy images as they are: clamping to [-1, 1] changes the noise's distribution.",
+    ),
+    "blur_zero_padding": Mistake(
+        "blur padded with zeros",
+        "Pad by reflection (F.pad(…, mode=\"reflect\")): zero padding darkens the borders towards grey.",
+    ),
+    "blur_one_direction": Mistake(
+        "blurred in one direction only",
+        "A 2-D Gaussian is separable: blur along the width, then along the height.",
+    ),
+    "superres_nearest": Mistake(
+        "upsampled with nearest instead of bilinear",
+        "Bring the low-resolution image back with F.interpolate(…, mode=\"bilinear\", align_corners=False).",
+    ),
+    "superres_max_pool": Mistake(
+        "max pooling instead of averaging",
+        "A low-resolution camera averages each k×k block: F.avg_pool2d.",
+    ),
+    "superres_align_corners": Mistake(
+        "bilinear with align_corners=True",
+        "Use align_corners=False: the pixel centres of the two resolutions then line up as areas.",
+    ),
+    "jpeg_uniform_step": Mistake(
+        "one quantisation step for every frequency",
+        "The step grows with the frequency: quality_step · (1 + u + v) for coefficient (u, v).",
+    ),
+    "mask_inverted": Mistake(
+        "mask inverted",
+        "1 in the mask means known (kept from the original); 0 means hidden (filled or generated).",
+    ),
+    "condition_not_normalised": Mistake(
+        "the condition image not normalised like the data",
+        "Map the images to [-1, 1] first and degrade that x0: the condition must be in the data's range.",
+    ),
+    "known_region_clean": Mistake(
+        "the known region replaced with the clean image instead of the noised one",
+        "At t_prev the known pixels must carry the noise of t_prev: √ᾱ' x_0 + √(1 − ᾱ') z (x_0 itself only at t_prev = −1).",
+    ),
 }

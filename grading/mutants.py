@@ -42,6 +42,7 @@ def _m(name: str, file: str, mistake: str, *replacements: tuple[str, str], phase
 
 
 NS, DF, UN, TR = "noise_schedule.py", "diffusion.py", "unet.py", "train.py"
+DG = "degradations.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     _m("linear schedule in float32", NS, "schedule_float32",
@@ -207,6 +208,25 @@ MUTANTS: tuple[Mutant, ...] = (
        ("both = call_model(model, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([class_labels, null]))",
         "kept = torch.where(torch.arange(len(class_labels)) % 3 == 1, null, class_labels)\n"
         "    both = call_model(model, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([kept, null]))"), phase=5),
+    _m("blur padded with zeros", DG, "blur_zero_padding",
+       ("F.pad(images, (radius, radius, 0, 0), mode=\"reflect\")", "F.pad(images, (radius, radius, 0, 0))"),
+       ("F.pad(blurred, (0, 0, radius, radius), mode=\"reflect\")", "F.pad(blurred, (0, 0, radius, radius))"),
+       phase=5),
+    _m("super-resolution upsampled with nearest", DG, "superres_nearest",
+       ("mode=\"bilinear\", align_corners=False)\n    ### END", "mode=\"nearest\")\n    ### END"), phase=5),
+    _m("JPEG step not frequency-dependent", DG, "jpeg_uniform_step",
+       ("step = quality_step * (1 + frequency.reshape(-1, 1) + frequency.reshape(1, -1))",
+        "step = quality_step + 0 * (frequency.reshape(-1, 1) + frequency.reshape(1, -1))"), phase=5),
+    _m("mask inverted", DG, "mask_inverted",
+       ("return mask * images + (1 - mask) * fill", "return (1 - mask) * images + mask * fill"), phase=5),
+    _m("condition image not normalised", DG, "condition_not_normalised",
+       ("return x0, degrade(x0, task, generator)", "return x0, degrade(images, task, generator)"), phase=5),
+    _m("known region replaced with the clean image", DF, "known_region_clean",
+       ("return mask * known + (1 - mask) * x_generated", "return mask * x0_known + (1 - mask) * x_generated"),
+       phase=5),
+    _m("renoise with one step's α", DF, "one_step_beta_for_strided",
+       ("alpha = alpha_bar_at(t, schedule, x_prev) / alpha_bar_at(t_prev, schedule, x_prev)  # (B, 1, 1, 1)",
+        "alpha = extract(schedule.alphas, t, x_prev)  # (B, 1, 1, 1)"), phase=5),
 )
 
 

@@ -122,7 +122,7 @@ def impl(request: pytest.FixtureRequest) -> Implementation:
 @pytest.fixture(scope="session")
 def ref() -> SimpleNamespace:
     """The reference modules from solutions/."""
-    names = ("noise_schedule", "diffusion", "unet", "train", "utils")
+    names = ("noise_schedule", "diffusion", "unet", "train", "utils", "degradations")
     return SimpleNamespace(**{n: importlib.import_module(f"solutions.{n}") for n in names})
 
 

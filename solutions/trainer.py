@@ -6,7 +6,9 @@ clipping, gradient accumulation, mixed precision on CUDA, an EMA of the weights,
 checkpoints that resume exactly (same weights, bit for bit, on the CPU).
 
 Your Phase 3 functions live in train.py; this loop calls them (or the reference's,
-with --impl solutions) through the module chosen at run time.
+with --impl solutions) through the module chosen at run time. With --class-conditional
+(Phase 5) it also trains on the dataset's labels, dropping each to the null label with
+probability --p-uncond (your ``drop_labels``), for classifier-free guidance.
 """
 
 from __future__ import annotations
@@ -59,11 +61,15 @@ CHECKPOINT_VERSION = 1
 RESUMABLE_SETTINGS = (
     "steps", "epochs", "time_limit", "sample_every", "sample_steps", "num_samples",
     "checkpoint_every", "save_every", "device", "amp", "channels_last", "compile", "num_workers",
-    "data_dir", "download", "impl",
+    "data_dir", "download", "impl", "sample_guidance",
 )
 #: The model-size flags and the UNet argument each sets.
 MODEL_FLAGS = ("base_channels", "channel_mults", "num_res_blocks", "attention_levels", "num_heads", "dropout")
 LOSS_CSV_FIELDS = ("step", "loss", "lr", "images_per_s")
+#: Phase 5: the usual probability of training a batch image without its label (Ho & Salimans 2022).
+DEFAULT_P_UNCOND = 0.1
+#: Phase 5: the guidance scale w of the sample grids of a class-conditional run (1: plain conditional).
+DEFAULT_SAMPLE_GUIDANCE = 3.0
 
 
 class TrainError(RuntimeError):
@@ -161,14 +167,18 @@ Writes into --out: config.json (every setting and the model's), last.pt (the
 checkpoint, replaced atomically), step_NNNNNN.pt (with --checkpoint-every),
 samples/step_NNNNNN.png (grids, with --sample-every), loss.csv (step, loss, lr,
 images_per_s), loss.png (the loss curve) and, at the end, samples.png.
-Ctrl-C stops after the current step and saves last.pt; --resume continues."""
+Ctrl-C stops after the current step and saves last.pt; --resume continues.
+
+The model is unconditional unless --class-conditional (Phase 5) is given: then it
+learns the dataset's classes, and its sample grids show one class per column."""
 
 HELP_EPILOG = """\
 examples:
   python train.py                                   # the embedded digits, CPU-sized defaults
   python train.py --dataset mnist --epochs 50 --batch-size 128 --download --out runs/mnist
   python train.py --resume --out runs/mnist         # continue where it stopped
-  python train.py --impl solutions --time-limit 5   # the reference, for at most 5 minutes"""
+  python train.py --impl solutions --time-limit 5   # the reference, for at most 5 minutes
+  python train.py --class-conditional --out runs/digits-cfg   # Phase 5: for guided sampling"""
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -254,6 +264,21 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(model, "--dropout", type=_float_in(0.0, 1.0, low_open=False), metavar="P",
         help=f"dropout in the residual blocks ({model_default('dropout')})")
 
+    conditioning = parser.add_argument_group(
+        "class conditioning (Phase 5; off by default: Phases 3–4 train the unconditional model)"
+    )
+    add(conditioning, "--class-conditional", default=False, action="store_true",
+        help="give the U-Net the dataset's class labels (a K + 1-row class embedding, row K the null "
+        "label), for classifier-free guidance; needs a labelled dataset (not an unlabelled folder)")
+    add(conditioning, "--p-uncond", default=DEFAULT_P_UNCOND,
+        type=_float_in(0.0, 1.0, low_open=False, high_open=False), metavar="P",
+        help="with --class-conditional: the probability that an image is trained with the null label "
+        "instead of its own (drop_labels; default: %(default)g). Each batch first draws its dropout "
+        "from the training generator, then training_step draws its t and noise")
+    add(conditioning, "--sample-guidance", default=DEFAULT_SAMPLE_GUIDANCE, type=_float_in(0.0, low_open=False),
+        metavar="W", help="with --class-conditional: the guidance scale w of the sample grids, whose "
+        "column j shows class j (default: %(default)g; 1 = plain conditional, 0 = unconditional)")
+
     speed = parser.add_argument_group("device and speed")
     add(speed, "--device", default="auto", choices=DEVICES,
         help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
@@ -287,8 +312,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     add(run, "--resume", default=False, action="store_true",
         help="continue the run in --out from its last.pt with its own settings; only --steps or "
-        "--epochs, --time-limit, the output, device and speed flags, --data-dir, --download and --impl "
-        "may change")
+        "--epochs, --time-limit, the output, device and speed flags, --data-dir, --download, --impl and "
+        "--sample-guidance may change")
     add(run, "--overwrite", default=False, action="store_true",
         help="start afresh even if --out already holds a run (its checkpoints, grids and log are replaced)")
     add(run, "--time-limit", default=None, type=_float_in(0.0), metavar="MIN",
@@ -367,7 +392,9 @@ class EpochSampler(torch.utils.data.Sampler):
 
 
 def batches(dataset, config: dict, device: torch.device, epoch: int, start_batch: int):
-    """Yield (epoch, index of the next batch in that epoch, images) for ever, epoch after epoch.
+    """Yield (epoch, index of the next batch in that epoch, images, labels) for ever, epoch after epoch.
+
+    The labels, (B,) int64, are used by --class-conditional runs only (Phase 5).
 
     One DataLoader per epoch over an :class:`EpochSampler`. With num_workers = 0
     (the default) the images are loaded in this process, in order, so any random
@@ -388,9 +415,9 @@ def batches(dataset, config: dict, device: torch.device, epoch: int, start_batch
             generator=torch.Generator().manual_seed(config["seed"] + epoch),
         )
         index = start_batch
-        for images, _labels in loader:  # labels: unconditional for now (Phase 5 uses them)
+        for images, labels in loader:
             index += 1
-            yield (epoch, index, images) if index < per_epoch else (epoch + 1, 0, images)
+            yield (epoch, index, images, labels) if index < per_epoch else (epoch + 1, 0, images, labels)
         epoch, start_batch = epoch + 1, 0
 
 
@@ -486,30 +513,54 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def save_grid(images: torch.Tensor, path: Path) -> None:
-    """Save (N, C, H, W) images in [-1, 1] as one PNG grid, small images enlarged (nearest pixel)."""
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
+    """Save (N, C, H, W) images in [-1, 1] as one PNG grid of ``nrow`` per row (default: about √N),
+    small images enlarged (nearest pixel)."""
     from torchvision.utils import make_grid, save_image
 
     images = to_unit_range(images.detach().float().cpu())
     scale = max(1, 64 // images.shape[-1])
     if scale > 1:
         images = F.interpolate(images, scale_factor=scale, mode="nearest")
-    grid = make_grid(images, nrow=math.ceil(math.sqrt(images.shape[0])), padding=2, pad_value=0.5)
+    grid = make_grid(images, nrow=nrow or math.ceil(math.sqrt(images.shape[0])), padding=2, pad_value=0.5)
     atomic_write(path, lambda handle: save_image(grid, handle, format="png"))
+
+
+def guidance_inputs(class_labels: torch.Tensor, guidance_scale: float, null_label: int) -> dict:
+    """The ``class_labels`` and ``guidance_scale`` to give ``diffusion.sample_loop`` for w = guidance_scale.
+
+    w = 1 is the plain conditional prediction and w = 0 the unconditional one, so both are
+    sampled with one network call per step (no guidance: the labels, or the null label for
+    every image); any other w is classifier-free guidance, two calls in one doubled batch.
+    """
+    if guidance_scale == 1:
+        return {"class_labels": class_labels, "guidance_scale": None}
+    if guidance_scale == 0:
+        return {"class_labels": torch.full_like(class_labels, null_label), "guidance_scale": None}
+    return {"class_labels": class_labels, "guidance_scale": float(guidance_scale)}
 
 
 class GridSampler:
     """Draws sample grids from the EMA weights with the implementation's ``ddim_sample``.
 
     Falls back to the reference's (with a one-line note) while your Phase 4
-    ``ddim_sample`` is still a stub; every grid starts from the same x_T, so grids
-    of successive steps can be compared image by image.
+    ``ddim_sample`` (or, for a class-conditional model, your Phase 5 guidance) is
+    still a stub; every grid starts from the same x_T, so grids of successive steps
+    can be compared image by image. A class-conditional model (``num_classes`` = K)
+    draws image i of class i mod K with guidance scale --sample-guidance.
     """
 
-    def __init__(self, impl: str, config: dict, schedule, device: torch.device, shape: tuple[int, ...], note) -> None:
+    def __init__(
+        self, impl: str, config: dict, schedule, device: torch.device, shape: tuple[int, ...], note,
+        num_classes: int | None = None,
+    ) -> None:
         self.diffusion = import_impl("diffusion", impl)
         self.config, self.schedule, self.device, self.shape, self.note = config, schedule, device, shape, note
         self.disabled = False
+        self.conditioning = {}
+        if num_classes:
+            labels = torch.arange(shape[0], device=device) % num_classes  # (N,): 0, 1, …, K − 1, 0, 1, …
+            self.conditioning = guidance_inputs(labels, config["sample_guidance"], null_label=num_classes)
 
     def __call__(self, model: nn.Module) -> torch.Tensor | None:
         """(N, C, H, W) samples in about [-1, 1], or None when no ddim_sample is available."""
@@ -521,7 +572,7 @@ class GridSampler:
                 num_steps=min(self.config["sample_steps"], self.config["timesteps"]),
                 eta=0.0, prediction=self.config["prediction"], clip_x0=True,
                 generator=torch.Generator().manual_seed(self.config["seed"]),
-                device=self.device,
+                device=self.device, **self.conditioning,
             )
 
         was_training = model.training
@@ -534,12 +585,12 @@ class GridSampler:
                     try:
                         reference = import_impl("diffusion", "solutions")
                     except ImportError:  # a copy without solutions/: no grids until Phase 4 is done
-                        self.note(f"note: no sample grids: your ddim_sample is not written yet ({error})")
+                        self.note(f"note: no sample grids: your sampling code is not written yet ({error})")
                         self.disabled = True
                         return None
                     if reference is self.diffusion:
                         raise
-                    self.note(f"note: your ddim_sample is not written yet ({error}); the grids use the reference's")
+                    self.note(f"note: your sampling code is not written yet ({error}); the grids use the reference's")
                     self.diffusion = reference
                     return draw(self.diffusion)
         finally:
@@ -651,8 +702,47 @@ def merge_resumed_settings(saved: dict, args: argparse.Namespace, given: set[str
     return config
 
 
-def build_model(unet_module: ModuleType, config: dict, channels: int, parser) -> nn.Module:
-    """The U-Net of the run; a configuration it refuses is reported against the model flags."""
+def open_dataset(config: dict, parser):
+    """The training set that the data flags name; a problem with them is reported against the flag."""
+    from .image_data import DatasetUnavailable, make_dataset
+
+    try:
+        return make_dataset(
+            config["dataset"], split="train", image_size=config["image_size"], data_dir=config["data_dir"],
+            download=config["download"], seed=config["seed"], num_images=config["num_images"], augment=True,
+        )
+    except DatasetUnavailable as error:
+        raise TrainError(str(error)) from None
+    except ValueError as error:  # e.g. a folder without images, more --num-images than there are
+        message = str(error)
+        for name in ("data_dir", "num_images", "image_size"):
+            message = message.replace(name, flag(name))
+        parser.error(message)
+
+
+def class_count(config: dict, info, parser) -> int | None:
+    """K, the number of classes a --class-conditional run learns (None for an unconditional run).
+
+    It is the dataset's number of labelled classes: fixed for the named datasets; for
+    "folder", the number of class subfolders (listing the files is quick: no image is read).
+    """
+    if not config.get("class_conditional"):
+        return None
+    count = open_dataset(config, parser).num_classes if info.name == "folder" else info.num_classes
+    if not count:
+        parser.error(
+            f"argument --class-conditional: the dataset {info.name!r} has no class labels here (a folder "
+            "has them only when its images lie in two or more class subfolders); train without "
+            "--class-conditional, or choose a labelled --dataset such as digits"
+        )
+    return count
+
+
+def build_model(
+    unet_module: ModuleType, config: dict, channels: int, parser, num_classes: int | None = None
+) -> nn.Module:
+    """The U-Net of the run (class-conditional when ``num_classes`` is K > 0); a configuration it
+    refuses is reported against the model flags."""
     defaults = unet_module.DEFAULT_CONFIG
     for key in MODEL_FLAGS:
         if config.get(key) is None:
@@ -660,7 +750,7 @@ def build_model(unet_module: ModuleType, config: dict, channels: int, parser) ->
             config[key] = list(value) if isinstance(value, tuple) else value
     kwargs = {key: tuple(config[key]) if isinstance(config[key], list) else config[key] for key in MODEL_FLAGS}
     try:
-        return unet_module.UNet(in_channels=channels, **kwargs)
+        return unet_module.UNet(in_channels=channels, num_classes=num_classes, **kwargs)
     except NotImplementedError:
         raise
     except (TypeError, ValueError) as error:
@@ -702,7 +792,8 @@ def remove_previous_run(out: Path) -> None:
 def not_attempted(error: NotImplementedError) -> TrainError:
     """The error for a stub the run needs: what is missing and how to go on."""
     return TrainError(
-        f"not attempted yet: {error}. Training with --impl learner needs your Phases 1–3; "
+        f"not attempted yet: {error}. Training with --impl learner needs your Phases 1–3 "
+        "(and §5.1–§5.2 with --class-conditional); "
         "finish that function (make grade shows what is left) or train the reference with --impl solutions"
     )
 
@@ -736,7 +827,7 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
     """The run itself (see :func:`main`)."""
     from tqdm.auto import tqdm
 
-    from .image_data import DATASETS, DatasetUnavailable, make_dataset
+    from .image_data import DATASETS
 
     bar = None
 
@@ -781,28 +872,21 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
         note(f"note: --compile is used on CUDA only; ignored on {device.type}")
     if config["snr_gamma"] is not None:
         config["snr_gamma"] = float(config["snr_gamma"])
+    if not config.get("class_conditional"):
+        for key in sorted(given & {"p_uncond", "sample_guidance"}):
+            note(f"note: {flag(key)} is used with --class-conditional only; ignored")
 
     # The model first (its own checks are quick), then the data: errors come early.
     info = DATASETS[config["dataset"]]
-    generator = seed_everything(config["seed"])  # the training generator: timesteps and noise
-    model = build_model(unet_module, config, info.channels, parser)
+    generator = seed_everything(config["seed"])  # the training generator: label dropout, timesteps, noise
+    num_classes = class_count(config, info, parser)  # K with --class-conditional, else None
+    model = build_model(unet_module, config, info.channels, parser, num_classes)
     if config["image_size"] is not None:
         try:
             model.check_image_size(config["image_size"], config["image_size"])
         except ValueError as error:
             parser.error(f"argument --image-size: {error}")
-    try:
-        dataset = make_dataset(
-            config["dataset"], split="train", image_size=config["image_size"], data_dir=config["data_dir"],
-            download=config["download"], seed=config["seed"], num_images=config["num_images"], augment=True,
-        )
-    except DatasetUnavailable as error:
-        raise TrainError(str(error)) from None
-    except ValueError as error:  # e.g. a folder without images, more --num-images than there are
-        message = str(error)
-        for name in ("data_dir", "num_images", "image_size"):
-            message = message.replace(name, flag(name))
-        parser.error(message)
+    dataset = open_dataset(config, parser)
     first_image, _ = dataset[0]
     channels, height, width = first_image.shape
     if channels != info.channels:
@@ -880,16 +964,17 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
     )
 
     sample_shape = (config["num_samples"], channels, height, width)
-    sampler = GridSampler(impl, config, schedule, device, sample_shape, note)
+    sampler = GridSampler(impl, config, schedule, device, sample_shape, note, num_classes)
     def autocast():
         if amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=amp_dtype)
 
     parameters = sum(p.numel() for p in model.parameters())
+    classes = f", {num_classes} classes, p_uncond {config['p_uncond']:g}" if num_classes else ""
     print(
         f"{'resuming' if checkpoint else 'training'} the {impl} U-Net ({parameters / 1e6:.2f} M parameters) on "
-        f"{config['dataset']} ({len(dataset)} images of {channels}×{height}×{width}) on {device}"
+        f"{config['dataset']} ({len(dataset)} images of {channels}×{height}×{width}{classes}) on {device}"
         f"{f' with {config_amp_name(amp_dtype)}' if amp_dtype is not None else ''}: "
         f"{'from step ' + str(step) + ' ' if checkpoint else ''}to step {config['steps']}, "
         f"batch {config['batch_size']}{' × ' + str(config['grad_accum']) if config['grad_accum'] > 1 else ''}; "
@@ -910,7 +995,7 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
     def write_samples(path: Path) -> None:
         images = sampler(ema)
         if images is not None:
-            save_grid(images, path)
+            save_grid(images, path, nrow=num_classes)  # class-conditional: column j is class j
 
     data = batches(dataset, config, device, epoch, batch_in_epoch)
     images_per_step = config["batch_size"] * config["grad_accum"]
@@ -927,15 +1012,22 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum = torch.zeros((), device=device)
                 for _ in range(config["grad_accum"]):
-                    epoch, batch_in_epoch, images = next(data)
+                    epoch, batch_in_epoch, images, labels = next(data)
                     images = images.to(device, non_blocking=True)
                     if config["channels_last"]:
                         images = images.contiguous(memory_format=torch.channels_last)
                     x0 = train_module.to_model_range(images)
+                    # Phase 5: the labels, some dropped to the null label K (this draws from the
+                    # generator first; training_step then draws t and the noise).
+                    class_labels = None
+                    if num_classes:
+                        class_labels = train_module.drop_labels(
+                            labels.to(device, torch.int64), config["p_uncond"], num_classes, generator
+                        )
                     with autocast():
                         loss = train_module.training_step(
                             forward, x0, schedule, prediction=config["prediction"], loss_type=config["loss"],
-                            generator=generator, snr_gamma=config["snr_gamma"],
+                            generator=generator, snr_gamma=config["snr_gamma"], class_labels=class_labels,
                         )
                     scaled = loss.float() / config["grad_accum"]
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()

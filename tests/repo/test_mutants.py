@@ -44,9 +44,10 @@ def test_phase4_has_the_issue_mutants():
 
 
 def test_phase5_has_the_issue_mutants():
-    """The guidance mutants the phase promises (the enhancement and inpainting ones arrive with those parts)."""
+    """The conditioning mutants the phase promises: the CFG convention, swapped halves, label dropout never or
+    always applied, the null class colliding, the clean known region, the condition not normalised."""
     required = {"cfg_paper_convention", "cfg_swapped", "label_dropout_never_applied", "label_dropout_at_sampling",
-                "null_class_collides"}
+                "null_class_collides", "known_region_clean", "condition_not_normalised"}
     assert required <= {m.mistake for m in MUTANTS if m.phase == 5}
 
 

@@ -1,8 +1,9 @@
 """Tests of ``python sample.py``: what it writes, reproducibility, its errors, and learner stubs.
 
-A module fixture trains a tiny model with train.py (64 digits, 2 steps, a U-Net of base
-width 8, T = 100); every sampling run here is in-process through ``main(argv)`` with the
-reference (``--impl solutions``), a few images and a few steps.
+Module fixtures train two tiny models with train.py (64 digits, 2 steps, a U-Net of base
+width 8, T = 100), one unconditional and one --class-conditional (Phase 5); every sampling
+run here is in-process through ``main(argv)`` with the reference (``--impl solutions``),
+a few images and a few steps.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def checkpoint(tmp_path_factory) -> Path:
     return out / "last.pt"
 
 
+@pytest.fixture(scope="module")
+def class_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of a 2-step class-conditional run (Phase 5) on the 10 classes of the digits."""
+    root = tmp_path_factory.mktemp("sample_cli_classes")
+    out = root / "run"
+    assert train_main([*TINY_TRAIN, "--class-conditional", "--data-dir", str(root / "data"), "--out", str(out)]) == 0
+    return out / "last.pt"
+
+
 def sample(checkpoint: Path, *extra: str) -> int:
     """``python sample.py --checkpoint CHECKPOINT --impl solutions EXTRA…``; its exit status."""
     return main(["--checkpoint", str(checkpoint), "--impl", "solutions", *extra])
@@ -65,11 +75,16 @@ def load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def images_of(checkpoint: Path, tmp_path: Path, *extra: str) -> torch.Tensor:
-    """The images of one run with ``extra`` flags (through --save-tensor)."""
+def saved_tensor(checkpoint: Path, tmp_path: Path, *extra: str) -> dict:
+    """The --save-tensor dict of one run with ``extra`` flags."""
     saved = tmp_path / f"images_{next(RUN_NUMBERS)}.pt"
     assert sample(checkpoint, "--out", str(tmp_path / "grid.png"), "--save-tensor", str(saved), *extra) == 0
-    return load(saved)["images"]
+    return load(saved)
+
+
+def images_of(checkpoint: Path, tmp_path: Path, *extra: str) -> torch.Tensor:
+    """The images of one run with ``extra`` flags (through --save-tensor)."""
+    return saved_tensor(checkpoint, tmp_path, *extra)["images"]
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +156,7 @@ def test_saved_tensor_holds_the_images_and_how_they_were_made(first_run, checkpo
     assert (saved["dataset"], saved["image_size"], saved["num_timesteps"]) == ("digits", 28, T)
     assert saved["model_config"]["base_channels"] == 8 and saved["train_config"]["timesteps"] == T
     assert saved["impl"] == "solutions" and saved["seconds"] > 0
+    assert saved["labels"] is None and saved["guidance_scale"] is None  # an unconditional model
 
 
 def test_the_summary_names_the_files_and_the_speed(checkpoint, tmp_path, capsys):
@@ -227,6 +243,92 @@ def test_samples_with_nan_are_an_error_and_nothing_is_written(checkpoint, tmp_pa
     monkeypatch.setattr(reference_diffusion, "sample_loop", diverged)
     assert sample(checkpoint, "--num-samples", "2", "--out", str(tmp_path / "grid.png")) == 1
     assert "NaN" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------
+# Class conditioning and classifier-free guidance (Phase 5)
+# ---------------------------------------------------------------------------
+
+#: 4 images, 3 DDIM steps: enough to see the labels and the guidance.
+FEW = ["--num-samples", "4", "--steps", "3"]
+
+
+@pytest.mark.parametrize(
+    "class_id, labels",
+    [(None, [0, 1, 2, 3]), ("all", [0, 1, 2, 3]), ("7", [7, 7, 7, 7]), ("3,9,5", [3, 9, 5, 3])],
+    ids=["default", "all", "one", "list"],
+)
+def test_the_labels_follow_class_id(class_checkpoint, tmp_path, class_id, labels):
+    extra = [] if class_id is None else ["--class-id", class_id]
+    saved = saved_tensor(class_checkpoint, tmp_path, *FEW, *extra)
+    assert saved["labels"].dtype == torch.int64 and saved["labels"].tolist() == labels
+    assert saved["guidance_scale"] == 3.0
+    assert saved["images"].shape == (4, 1, 28, 28)
+
+
+def test_the_guidance_scale_changes_the_images(class_checkpoint, tmp_path):
+    plain = saved_tensor(class_checkpoint, tmp_path, *FEW, "--guidance-scale", "1")
+    guided = saved_tensor(class_checkpoint, tmp_path, *FEW, "--guidance-scale", "3")
+    assert plain["guidance_scale"] == 1.0 and guided["guidance_scale"] == 3.0
+    assert not torch.allclose(plain["images"], guided["images"])
+    assert not torch.allclose(plain["images"], images_of(class_checkpoint, tmp_path, *FEW, "--class-id", "5"))
+
+
+def test_the_guidance_grid_has_a_row_per_class_and_a_column_per_scale(class_checkpoint, tmp_path, capsys):
+    out = class_checkpoint.parent / "guidance_grid_ddim_3steps_w0-1-3-5.png"  # the default name, beside it
+    saved = tmp_path / "grid.pt"
+    assert sample(class_checkpoint, "--steps", "3", "--class-id", "1,2,4", "--guidance-grid", "0,1,3,5",
+                  "--save-tensor", str(saved)) == 0
+    assert "w = 0, 1, 3, 5" in capsys.readouterr().out
+    with Image.open(out) as image:
+        assert image.size == (4 * 58 + 2, 3 * 58 + 2)  # 4 columns, 3 rows of 56 px cells
+    grid = load(saved)
+    assert grid["labels"].tolist() == [1] * 4 + [2] * 4 + [4] * 4
+    assert grid["guidance_scale"] == [0.0, 1.0, 3.0, 5.0]
+    # Column w is the run with --guidance-scale w: every row starts from the same noise in every column.
+    cells = grid["images"].view(3, 4, 1, 28, 28)
+    for column, scale in enumerate(["0", "1", "3"]):
+        alone = images_of(class_checkpoint, tmp_path, "--num-samples", "3", "--steps", "3", "--class-id", "1,2,4",
+                          "--guidance-scale", scale)
+        assert torch.equal(cells[:, column], alone), f"column w = {scale} is not the plain run with that scale"
+    assert not torch.allclose(cells[:, 1], cells[:, 2])
+
+
+@pytest.mark.parametrize(
+    "bad, named",
+    [
+        (["--class-id", "10"], "--class-id"),
+        (["--class-id", "-1"], "--class-id"),
+        (["--class-id", "three"], "--class-id"),
+        (["--guidance-scale", "-1"], "--guidance-scale"),
+        (["--guidance-grid", "1,x"], "--guidance-grid"),
+        (["--guidance-grid", "1,3", "--guidance-scale", "2"], "--guidance-scale"),
+        (["--guidance-grid", "1,3", "--gif", "trajectory.gif"], "--gif"),
+    ],
+    ids=["class-id-10", "class-id-negative", "class-id-word", "scale-negative", "grid-word", "grid-and-scale",
+         "grid-and-gif"],
+)
+def test_bad_conditioning_flags_exit_2_naming_the_flag(class_checkpoint, tmp_path, capsys, bad, named):
+    with pytest.raises(SystemExit) as stopped:
+        sample(class_checkpoint, "--out", str(tmp_path / "grid.png"), *bad)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {named}" in err
+    if bad[1] == "10":
+        assert "10 classes, 0 to 9" in err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--class-id", "3"), ("--guidance-scale", "2"), ("--guidance-grid", "0,1")]
+)
+def test_conditioning_flags_on_an_unconditional_checkpoint_are_refused(checkpoint, tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as stopped:
+        sample(checkpoint, "--out", str(tmp_path / "grid.png"), flag, value)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and "unconditional" in err
     assert not list(tmp_path.iterdir())
 
 
@@ -372,7 +474,8 @@ def test_help_lists_every_flag_and_the_tensor_format(capsys):
     text = capsys.readouterr().out
     for name in ("--checkpoint", "--no-ema", "--sampler", "--steps", "--eta", "--variance", "--spacing",
                  "--no-clip", "--num-samples", "--batch-size", "--seed", "--out", "--gif", "--gif-frames",
-                 "--save-tensor", "--device", "--impl", "weights_only=True"):
+                 "--save-tensor", "--device", "--impl", "weights_only=True", "--class-id", "--guidance-scale",
+                 "--guidance-grid", "labels", "guidance_scale"):
         assert name in text, f"--help does not mention {name}"
 
 

@@ -30,6 +30,16 @@ TINY = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread for this module: a U-Net this small runs faster on one, and two threads
+    spin against each other when the cores are busy with something else."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A private data folder: the 64 digits are generated (and cached) there, not in data/."""
@@ -55,6 +65,14 @@ def run_dir(tmp_path_factory, tiny):
     """One finished 4-step run; its folder."""
     out = tmp_path_factory.mktemp("train") / "run"
     assert main(tiny(out, "--checkpoint-every", "2")) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def class_run_dir(tmp_path_factory, tiny):
+    """One finished 4-step class-conditional run (Phase 5) on the 10 classes of the digits; its folder."""
+    out = tmp_path_factory.mktemp("train") / "class_run"
+    assert main(tiny(out, "--class-conditional")) == 0
     return out
 
 
@@ -112,9 +130,11 @@ def test_checkpoint_holds_everything_to_resume(run_dir):
 # ---------------------------------------------------------------------------
 
 
-def test_interrupt_then_resume_is_bit_identical(run_dir, tiny, tmp_path, monkeypatch, capsys):
-    """2 steps, Ctrl-C (saves last.pt), --resume to 4 == 4 steps in one go, tensor for tensor."""
-    out = tmp_path / "resumed"
+def interrupt_then_resume(out: Path, arguments: list[str], monkeypatch, capsys) -> dict:
+    """Run ``arguments`` into ``out``, Ctrl-C during step 2 (saves last.pt), then --resume to the end.
+
+    Returns the resumed run's last.pt.
+    """
     real_update = reference_train.ema_update
     calls = []
 
@@ -125,14 +145,18 @@ def test_interrupt_then_resume_is_bit_identical(run_dir, tiny, tmp_path, monkeyp
             signal.raise_signal(signal.SIGINT)  # as if Ctrl-C were pressed during step 2
 
     monkeypatch.setattr(reference_train, "ema_update", update_then_interrupt)
-    assert main(tiny(out)) == 130
+    assert main(arguments) == 130
     assert "--resume" in capsys.readouterr().out
     assert load(out / "last.pt")["step"] == 2
     monkeypatch.setattr(reference_train, "ema_update", real_update)
-
     assert main(["--resume", "--out", str(out)]) == 0
-    one_go, resumed = load(run_dir / "last.pt"), load(out / "last.pt")
-    assert resumed["step"] == 4
+    return load(out / "last.pt")
+
+
+def assert_same_run(one_go_dir: Path, resumed_dir: Path) -> None:
+    """Two finished runs hold the same weights, optimizer state, generator and losses, bit for bit."""
+    one_go, resumed = load(one_go_dir / "last.pt"), load(resumed_dir / "last.pt")
+    assert resumed["step"] == one_go["step"]
     for part in ("model", "ema"):
         for name, tensor in one_go[part].items():
             assert torch.equal(tensor, resumed[part][name]), f"{part} tensor {name} differs after resume"
@@ -143,10 +167,17 @@ def test_interrupt_then_resume_is_bit_identical(run_dir, tiny, tmp_path, monkeyp
             assert torch.equal(value, states_b[index][key]), f"optimizer state {index}.{key} differs"
     assert one_go["scheduler"]["last_epoch"] == resumed["scheduler"]["last_epoch"]
     assert torch.equal(one_go["rng"]["generator"], resumed["rng"]["generator"])
-    with open(run_dir / "loss.csv", encoding="utf-8") as a, open(out / "loss.csv", encoding="utf-8") as b:
+    with open(one_go_dir / "loss.csv", encoding="utf-8") as a, open(resumed_dir / "loss.csv", encoding="utf-8") as b:
         losses_a = [row["loss"] for row in csv.DictReader(a)]
         losses_b = [row["loss"] for row in csv.DictReader(b)]
     assert losses_a == losses_b
+
+
+def test_interrupt_then_resume_is_bit_identical(run_dir, tiny, tmp_path, monkeypatch, capsys):
+    """2 steps, Ctrl-C (saves last.pt), --resume to 4 == 4 steps in one go, tensor for tensor."""
+    out = tmp_path / "resumed"
+    assert interrupt_then_resume(out, tiny(out), monkeypatch, capsys)["step"] == 4
+    assert_same_run(run_dir, out)
 
 
 def test_time_limit_stops_cleanly_saving_and_sampling(tiny, tmp_path, capsys):
@@ -187,7 +218,7 @@ def test_grids_fall_back_to_the_reference_sampler_while_yours_is_a_stub(tiny, tm
     out = tmp_path / "fallback"
     assert main(tiny(out, "--sample-every", "0", steps=1)) == 0
     printed = capsys.readouterr().out
-    assert printed.count("your ddim_sample is not written yet") == 1
+    assert printed.count("your sampling code is not written yet") == 1
     assert (out / "samples.png").is_file()
 
 
@@ -226,6 +257,121 @@ def test_resume_refuses_to_change_what_is_trained(run_dir, capsys):
     assert "argument --lr" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------------------
+# Class conditioning (Phase 5)
+# ---------------------------------------------------------------------------
+
+
+def test_a_class_conditional_run_saves_a_model_with_its_classes(class_run_dir):
+    state = load(class_run_dir / "last.pt")
+    assert state["step"] == 4
+    assert state["model_config"]["num_classes"] == 10
+    assert state["model"]["class_embedding.weight"].shape == (11, 32)  # K + 1 rows (row K: no class), 4 × 8 wide
+    assert state["config"]["class_conditional"] is True and state["config"]["p_uncond"] == 0.1
+    config = json.loads((class_run_dir / "config.json").read_text(encoding="utf-8"))
+    assert config["class_conditional"] is True and config["model"]["num_classes"] == 10
+
+
+def test_unconditional_is_the_default(run_dir):
+    state = load(run_dir / "last.pt")
+    assert state["config"]["class_conditional"] is False
+    assert not state["model_config"]["num_classes"]
+    assert not any(name.startswith("class_embedding") for name in state["model"])
+
+
+def test_class_conditional_grids_have_one_class_per_column(class_run_dir):
+    with Image.open(class_run_dir / "samples.png") as image:
+        assert image.size == (4 * 58 + 2, 58 + 2)  # classes 0–3 in one row (4 < K = 10) of 56 px cells
+
+
+def test_labels_are_dropped_with_the_training_generator_before_each_step(tiny, tmp_path, monkeypatch):
+    """drop_labels(labels, p_uncond, K, generator) draws first; training_step gets what it returned."""
+    events = []
+    real_drop, real_step = reference_train.drop_labels, reference_train.training_step
+
+    def drop(labels, p_uncond, num_classes, generator):
+        events.append(("drop", labels.clone(), p_uncond, num_classes, generator.get_state()))
+        dropped = real_drop(labels, p_uncond, num_classes, generator)
+        events.append(("dropped", dropped))
+        return dropped
+
+    def step(model, x0, schedule, *, generator, class_labels, **options):
+        events.append(("step", class_labels, generator.get_state()))
+        return real_step(model, x0, schedule, generator=generator, class_labels=class_labels, **options)
+
+    monkeypatch.setattr(reference_train, "drop_labels", drop)
+    monkeypatch.setattr(reference_train, "training_step", step)
+    out = tmp_path / "dropped"
+    assert main(tiny(out, "--class-conditional", "--p-uncond", "0.5", "--sample-every", "0", steps=2)) == 0
+    assert [event[0] for event in events] == ["drop", "dropped", "step"] * 2
+    (_, labels, p_uncond, num_classes, before), (_, dropped), (_, given, after) = events[:3]
+    assert labels.dtype == torch.int64 and labels.shape == (8,) and 0 <= labels.min() and labels.max() < 10
+    assert (p_uncond, num_classes) == (0.5, 10)
+    assert torch.equal(given, dropped) and ((dropped == labels) | (dropped == 10)).all()
+    expected = torch.Generator().set_state(before)
+    torch.rand((8,), generator=expected)  # drop_labels' one draw
+    assert torch.equal(after, expected.get_state()), "drop_labels must draw once (B values) from the training generator"
+
+
+def test_interrupt_then_resume_is_bit_identical_when_class_conditional(class_run_dir, tiny, tmp_path, monkeypatch,
+                                                                       capsys):
+    out = tmp_path / "class_resumed"
+    resumed = interrupt_then_resume(out, tiny(out, "--class-conditional"), monkeypatch, capsys)
+    assert resumed["config"]["class_conditional"] is True and resumed["config"]["p_uncond"] == 0.1
+    assert_same_run(class_run_dir, out)
+
+
+@pytest.mark.parametrize("change", [["--class-conditional"], ["--p-uncond", "0.2"]], ids=["conditional", "p-uncond"])
+def test_resume_keeps_the_conditioning(run_dir, capsys, change):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--resume", "--out", str(run_dir), *change])
+    assert stopped.value.code == 2
+    assert f"argument {change[0]}" in capsys.readouterr().err
+
+
+def write_pictures(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True)
+    for index in range(count):
+        Image.new("RGB", (16, 16), (40 * index, 90, 200)).save(folder / f"{index}.png")
+
+
+def test_class_conditional_needs_labels(tmp_path, capsys):
+    """A folder of images without class subfolders has no labels: --class-conditional is refused."""
+    write_pictures(tmp_path / "flat", 4)
+    with pytest.raises(SystemExit) as stopped:
+        main([*TINY, "--dataset", "folder", "--data-dir", str(tmp_path / "flat"), "--num-images", "4",
+              "--class-conditional", "--out", str(tmp_path / "run")])
+    assert stopped.value.code == 2
+    assert "argument --class-conditional" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_class_subfolders_are_the_classes_of_a_folder(tmp_path):
+    for name in ("cats", "dogs", "owls"):
+        write_pictures(tmp_path / "pictures" / name, 3)
+    out = tmp_path / "run"
+    assert main([*TINY, "--dataset", "folder", "--data-dir", str(tmp_path / "pictures"), "--image-size", "16",
+                 "--num-images", "8", "--class-conditional", "--steps", "1", "--sample-every", "0",
+                 "--out", str(out)]) == 0
+    assert load(out / "last.pt")["model_config"]["num_classes"] == 3
+
+
+def test_a_stub_drop_labels_is_not_attempted_yet(tiny, tmp_path, monkeypatch, capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Phase 5.2 · drop_labels — see IMPLEMENTATION_GUIDE.md §5.2")
+
+    monkeypatch.setattr(reference_train, "drop_labels", stub)
+    assert main(tiny(tmp_path / "stub", "--class-conditional", "--sample-every", "0", steps=1)) == 1
+    err = capsys.readouterr().err
+    assert "train.py: error: not attempted yet: Phase 5.2 · drop_labels" in err  # after the progress bar
+    assert "--class-conditional" in err and "Traceback" not in err
+
+
+def test_conditioning_flags_without_class_conditional_are_noted(tiny, tmp_path, capsys):
+    assert main(tiny(tmp_path / "noted", "--p-uncond", "0.3", "--sample-every", "0", steps=1)) == 0
+    assert "--p-uncond is used with --class-conditional only" in capsys.readouterr().out
+
+
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "last.pt"
     target.write_bytes(b"old")
@@ -256,8 +402,12 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         (["--channel-mults", "1,x"], "--channel-mults"),
         (["--ema-decay", "1"], "--ema-decay"),
         (["--impl", "mine"], "--impl"),
+        (["--class-conditional", "--p-uncond", "1.5"], "--p-uncond"),
+        (["--p-uncond", "-0.1"], "--p-uncond"),
+        (["--sample-guidance", "-1"], "--sample-guidance"),
     ],
-    ids=["dataset", "steps-0", "lr-negative", "prediction", "steps-and-epochs", "channel-mults", "ema-decay", "impl"],
+    ids=["dataset", "steps-0", "lr-negative", "prediction", "steps-and-epochs", "channel-mults", "ema-decay", "impl",
+         "p-uncond-above-1", "p-uncond-negative", "sample-guidance"],
 )
 def test_bad_flags_exit_2_naming_the_flag(bad, named, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
@@ -285,7 +435,8 @@ def test_help_lists_every_flag(capsys):
                  "--warmup-steps", "--ema-decay", "--grad-accum", "--amp", "--device", "--seed", "--out",
                  "--resume", "--sample-every", "--sample-steps", "--checkpoint-every", "--num-images",
                  "--base-channels", "--channel-mults", "--num-res-blocks", "--attention-levels", "--dropout",
-                 "--impl", "--time-limit", "--channels-last", "--compile"):
+                 "--impl", "--time-limit", "--channels-last", "--compile", "--class-conditional", "--p-uncond",
+                 "--sample-guidance"):
         assert name in text, f"--help does not mention {name}"
 
 
