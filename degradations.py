@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -321,7 +322,7 @@ def load_mask(path, size: tuple[int, int], *, device: torch.device | str = "cpu"
         raise ValueError(f"mask file {path} does not exist") from None
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"mask file {path} is not a readable image: {error}") from None
-    pixels = torch.tensor(list(grey.getdata()), dtype=torch.float64).reshape(1, 1, int(size[0]), int(size[1]))
+    pixels = torch.from_numpy(np.asarray(grey, dtype=np.float64)).reshape(1, 1, int(size[0]), int(size[1]))
     return (pixels >= 128).to(device=device, dtype=dtype)
 
 

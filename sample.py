@@ -18,6 +18,13 @@ A class-conditional checkpoint (train.py --class-conditional, Phase 5) samples t
 classes of --class-id with classifier-free guidance of scale --guidance-scale;
 --guidance-grid shows one class per row and one guidance scale per column.
 
+Two more Phase 5 uses take --from-dataset N images of the test split of the checkpoint's
+dataset. A checkpoint of ``train.py --task NAME`` restores them: they are degraded
+(``degradations.degrade``) and x_0 is sampled conditioned on the degraded copy; the grid
+shows degraded / restored / original, and PSNR and SSIM are printed. --inpaint, with any
+checkpoint trained without --task, hides part of each image (--mask) and fills it in with
+RePaint (``diffusion.inpaint_loop``); the grid shows original / masked / inpainted.
+
 Nothing here is graded. With --impl learner (the default) it runs your noise_schedule.py,
 unet.py and diffusion.py; with --impl solutions, the reference.
 """
@@ -37,7 +44,17 @@ import torch
 from torch import nn
 
 from diffusion import SAMPLERS, SPACINGS, VARIANCES
-from trainer import CHECKPOINT_FORMAT, _float_in, _int_at_least, atomic_write, flag, guidance_inputs
+from trainer import (
+    CHECKPOINT_FORMAT,
+    ImageConditioned,
+    _float_in,
+    _int_at_least,
+    _task_names,
+    atomic_write,
+    flag,
+    guidance_inputs,
+    triplet_rows,
+)
 from utils import (
     DEVICES,
     IMPLEMENTATIONS,
@@ -69,6 +86,11 @@ CONFIG_KEYS = ("schedule", "timesteps", "prediction", "image_size")
 GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 #: How the summary names each implementation.
 CODE_NAMES = {"learner": "your code", "solutions": "the reference code"}
+#: Phase 5: the masks of --inpaint that need no file (degradations.MASK_PRESETS), and the one without --mask.
+MASK_PRESETS = ("left", "center", "strokes")
+DEFAULT_MASK = "center"
+#: Phase 5: the value the hidden pixels show in the --inpaint grid's "masked" row (0: mid-grey in [-1, 1]).
+MASK_FILL = 0.0
 
 
 class SampleError(RuntimeError):
@@ -99,6 +121,20 @@ HELP_EPILOG = """\
   seed, batch_size, weights ("ema" or "raw"), checkpoint (its path), train_step,
   dataset, image_size, schedule, num_timesteps (T), model_config, train_config (all of
   train.py's settings), impl, device, seconds, format, version
+ with a --task checkpoint (Phase 5), also (images are then the restored ones):
+  task         the task's name; original, degraded, restored: float32 (N, C, H, W) in [-1, 1]
+               (degraded as the model saw it, not clamped)
+  psnr, ssim   dicts of float32 (N,) tensors, one value per image: "restored" (restored vs
+               original) and "degraded" (degraded vs original); PSNR in dB, SSIM in [-1, 1]
+ with --inpaint (images are then the inpainted ones):
+  mask         float32 (1, 1, H, W), 1 = known (kept), 0 = filled in; mask_name (--mask)
+  original, masked, inpainted: float32 (N, C, H, W) (masked: the hidden pixels set to 0, grey)
+  psnr         a dict of float32 (N,) tensors in dB of inpainted vs original over the "known"
+               pixels (inf: they are kept exactly), the "hidden" ones and the "whole" images
+  resample     U, RePaint's tries per step; labels: the images' classes (class-conditional)
+
+The random draws come, in order, from one generator seeded with --seed: --task's
+degradation (denoise only) or --inpaint's mask (strokes only), then each batch's noise.
 
 examples:
   python sample.py --checkpoint runs/demo/last.pt --num-samples 16
@@ -106,7 +142,9 @@ examples:
   python sample.py --checkpoint runs/demo/last.pt --steps 10 --spacing leading --out leading.png
   python sample.py --checkpoint runs/demo/last.pt --impl solutions --save-tensor samples.pt
   python sample.py --checkpoint runs/digits-cfg --class-id 3 --guidance-scale 5
-  python sample.py --checkpoint runs/digits-cfg --guidance-grid 0,1,3,5   # rows: classes"""
+  python sample.py --checkpoint runs/digits-cfg --guidance-grid 0,1,3,5   # rows: classes
+  python sample.py --checkpoint runs/digits-deblur --from-dataset 16        # a --task checkpoint
+  python sample.py --checkpoint runs/demo --inpaint --mask strokes --from-dataset 16 --resample 5"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +191,38 @@ def build_parser() -> argparse.ArgumentParser:
                        help="instead, one row per --class-id class and one column per scale, such as "
                        "0,1,3,5; every column starts from the same noise, so a row shows what w changes "
                        "(--num-samples is not used)")
+
+    images = parser.add_argument_group(
+        "image conditioning and inpainting (Phase 5): restore or complete test images"
+    )
+    images.add_argument("--task", default=None, choices=_task_names(), metavar="NAME",
+                        help="restore degraded images with a checkpoint of train.py --task NAME (%(choices)s); "
+                        "default: the checkpoint's own task. The images are degraded with "
+                        "degradations.degrade, then restored; the grid's rows are degraded, restored, "
+                        "original (three rows per group of up to 8 images), and the mean PSNR and SSIM of "
+                        "restored and of degraded vs original are printed. Needs --from-dataset")
+    images.add_argument("--from-dataset", default=None, type=_int_at_least(1), metavar="N",
+                        help="with --task or --inpaint: take N images of the test split of the checkpoint's "
+                        "dataset, the same N every time (the digits are drawn with the run's --seed, the other "
+                        "datasets keep a subset seeded with it); --num-samples is then not used")
+    images.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="where that dataset is (default: the checkpoint's train.py --data-dir)")
+    images.add_argument("--download", action="store_true",
+                        help="download the dataset into --data-dir if it is not there (MNIST, Fashion-MNIST, "
+                        "CIFAR-10)")
+    images.add_argument("--inpaint", action="store_true",
+                        help="fill in the hidden part of the images (RePaint, diffusion.inpaint_loop) with any "
+                        "checkpoint trained without --task; a class-conditional one is given the images' own "
+                        "labels (or --class-id) and --guidance-scale. The grid's rows are original, masked "
+                        "(hidden pixels grey), inpainted; the PSNR over the known pixels (kept: inf) and over "
+                        "the whole images is printed. Needs --from-dataset")
+    images.add_argument("--mask", default=None, metavar="MASK",
+                        help=f"with --inpaint: what is hidden: {', '.join(MASK_PRESETS)} (the left half, the "
+                        "centre square of half the side, random strokes drawn with --seed) or a PNG file, "
+                        f"resized to the images, white = known, black = filled in (default: {DEFAULT_MASK})")
+    images.add_argument("--resample", default=None, type=_int_at_least(1), metavar="U",
+                        help="with --inpaint: RePaint's tries per step, going back up with fresh noise between "
+                        "them; more blends the seams better, at U times the cost (default: 1)")
 
     output = parser.add_argument_group("output")
     output.add_argument("--num-samples", default=None, type=_int_at_least(1), metavar="N",
@@ -226,6 +296,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
         parser.error(f"argument --gif: the animation must be a .gif file; got {args.gif!r}")
     if args.gif is not None and args.guidance_grid is not None:
         parser.error("argument --gif: not with --guidance-grid (sample with one --guidance-scale for an animation)")
+    if args.inpaint and args.task is not None:
+        parser.error(
+            "argument --inpaint: not with --task (a --task model restores the whole image from its degraded copy; "
+            "inpainting works with a model trained without --task)"
+        )
+    if args.inpaint and args.guidance_grid is not None:
+        parser.error("argument --guidance-grid: not with --inpaint (inpaint with one --guidance-scale)")
+    if not args.inpaint:
+        for name in ("mask", "resample"):
+            if getattr(args, name) is not None:
+                parser.error(f"argument {flag(name)}: used with --inpaint only; add --inpaint or drop {flag(name)}")
     return args, parser
 
 
@@ -345,8 +426,15 @@ def sampling_options(args: argparse.Namespace, config: dict, parser: argparse.Ar
 
 
 def ignored_flags(args: argparse.Namespace) -> list[str]:
-    """Notes for flags that the chosen sampler (or --guidance-grid) does not use."""
+    """Notes for flags that the chosen sampler (or --guidance-grid, or --from-dataset) does not use."""
     notes = []
+    if args.from_dataset is not None and args.num_samples is not None:
+        notes.append("note: --num-samples is not used with --from-dataset (one image per test image); ignored")
+    if args.from_dataset is None:
+        if args.data_dir is not None:
+            notes.append("note: --data-dir is used with --from-dataset only; ignored")
+        if args.download:
+            notes.append("note: --download is used with --from-dataset only; ignored")
     if args.guidance_grid is not None and args.num_samples is not None:
         notes.append("note: --num-samples is not used with --guidance-grid (one row per --class-id class); ignored")
     if args.sampler == "ddpm" and args.eta is not None:
@@ -399,6 +487,176 @@ def scale_words(scales) -> str:
 def class_words(classes: list[int]) -> str:
     """The classes in a few words, e.g. "class 3" or "classes 0, 2, 4"."""
     return ("class " if len(classes) == 1 else "classes ") + ", ".join(map(str, classes))
+
+
+# ---------------------------------------------------------------------------
+# Restoring (--task) and inpainting (--inpaint) test images (Phase 5)
+# ---------------------------------------------------------------------------
+
+
+def image_task(args: argparse.Namespace, checkpoint: dict, parser: argparse.ArgumentParser) -> str | None:
+    """The task the checkpoint's model restores (train.py --task), or None for a generating model,
+    after checking --task, --inpaint and --from-dataset against it (each refused naming the flag)."""
+    trained = checkpoint["config"].get("task")
+    if args.task is not None and trained is None:
+        parser.error(
+            f"argument --task: the checkpoint's model was trained without --task: it generates images and "
+            f"cannot restore them; train one with train.py --task {args.task}, or drop --task "
+            "(--inpaint completes images with any model)"
+        )
+    if args.task is not None and args.task != trained:
+        parser.error(
+            f"argument --task: the checkpoint's model was trained for --task {trained}, not {args.task}; "
+            f"drop --task, or pass --task {trained}"
+        )
+    if args.inpaint and trained is not None:
+        parser.error(
+            f"argument --inpaint: the checkpoint's model restores images (trained with --task {trained}); "
+            "inpaint with a model trained without --task"
+        )
+    if (trained is not None or args.inpaint) and args.from_dataset is None:
+        purpose = f"restore (the checkpoint's --task {trained})" if trained else "inpaint"
+        parser.error(f"argument --from-dataset: give N, how many test images to {purpose}, such as --from-dataset 8")
+    if trained is None and not args.inpaint and args.from_dataset is not None:
+        parser.error(
+            "argument --from-dataset: used with --inpaint, or with a checkpoint trained with --task; "
+            "add --inpaint or drop --from-dataset"
+        )
+    return trained
+
+
+def dataset_images(
+    args: argparse.Namespace, checkpoint: dict, parser: argparse.ArgumentParser
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """--from-dataset N: N images of the test split of the checkpoint's dataset, at its image size.
+
+    The digits are drawn with the run's --seed; the other datasets keep a subset seeded with it.
+
+    Returns:
+        (N, C, H, W) images in [-1, 1] and their (N,) int64 labels, on the CPU.
+    """
+    from image_data import DatasetUnavailable, make_dataset
+
+    config = checkpoint["config"]
+    data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir") or "data"
+    try:
+        dataset = make_dataset(
+            config["dataset"], split="test", image_size=config["image_size"], data_dir=data_dir,
+            download=args.download, seed=config.get("seed", 0), num_images=args.from_dataset, augment=False,
+        )
+    except DatasetUnavailable as error:
+        raise SampleError(one_line(error)) from None
+    except ValueError as error:  # a missing folder, more images than the test split holds…
+        message = str(error)
+        named = "--data-dir" if "data_dir" in message else "--from-dataset"
+        parser.error(f"argument {named}: " + message.replace("data_dir", "--data-dir").replace("num_images",
+                                                                                              "--from-dataset"))
+    pairs = [dataset[index] for index in range(len(dataset))]
+    images = torch.stack([image for image, _ in pairs])  # (N, C, H, W) in [0, 1]
+    labels = torch.tensor([label for _, label in pairs], dtype=torch.int64)
+    if images.shape[1] != checkpoint["model_config"]["in_channels"]:
+        raise SampleError(
+            f"the test images of {config['dataset']} have {images.shape[1]} channels, but the checkpoint's model "
+            f"takes {checkpoint['model_config']['in_channels']}"
+        )
+    return images * 2 - 1, labels
+
+
+def inpainting_mask(
+    args: argparse.Namespace, degradations: ModuleType, size: tuple[int, int], generator: torch.Generator,
+    parser: argparse.ArgumentParser,
+) -> torch.Tensor:
+    """The (1, 1, H, W) mask of --mask (1 = known): a preset (strokes draw from ``generator``) or a PNG."""
+    name = args.mask or DEFAULT_MASK
+    if name in MASK_PRESETS:
+        return degradations.make_mask(name, size, generator=generator)
+    path = Path(name)
+    if not path.suffix and not path.exists():
+        parser.error(
+            f"argument --mask: must be one of {', '.join(MASK_PRESETS)} or a PNG file (white = known); got {name!r}"
+        )
+    try:
+        return degradations.load_mask(path, size)
+    except ValueError as error:
+        parser.error(f"argument --mask: {error} (a PNG, white = known, black = filled in)")
+
+
+def masked_psnr(images: torch.Tensor, original: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB per image over the pixels where ``weights`` (1, 1, H, W) is 1, for images in [-1, 1].
+
+    +inf where those pixels are equal; NaN for an image without such pixels. Returns (N,).
+    """
+    weights = weights.to(images.dtype).expand_as(images)
+    error = ((images - original).pow(2) * weights).flatten(1).sum(dim=1) / weights.flatten(1).sum(dim=1)
+    return 10 * torch.log10(4.0 / error)
+
+
+def restore_images(
+    diffusion: ModuleType, degradations: ModuleType, model: nn.Module, schedule, original: torch.Tensor,
+    task: str, batch_size: int, options: dict, generator: torch.Generator, trajectory=None, progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """--task: degrade ``original`` with ``degradations.degrade`` (its draws first: denoise only), then sample
+    x_0 conditioned on the degraded images, batch after batch, every draw from ``generator``.
+
+    The model sees the degraded batch through ``trainer.ImageConditioned``, as in training.
+
+    Returns:
+        degraded and restored, (N, C, H, W) float32 on the CPU.
+    """
+    degraded = degradations.degrade(original, task, generator)
+    device = schedule.betas.device
+    network = ImageConditioned(model)
+    restored = []
+    for index, size in enumerate(batch_sizes(len(original), batch_size)):
+        network.cond = degraded[index * batch_size : index * batch_size + size].to(device)
+        restored.append(diffusion.sample_loop(
+            network, schedule, tuple(network.cond.shape), generator=generator, device=device, progress=progress,
+            trajectory=trajectory if index == 0 else None, **options,
+        ).float().cpu())
+    return degraded.float().cpu(), torch.cat(restored)
+
+
+def inpaint_images(
+    diffusion: ModuleType, model: nn.Module, schedule, original: torch.Tensor, mask: torch.Tensor,
+    resample: int, batch_size: int, options: dict, generator: torch.Generator, labels: torch.Tensor | None = None,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE, trajectory=None, progress: bool = False,
+) -> torch.Tensor:
+    """--inpaint: ``diffusion.inpaint_loop`` on ``original`` batch after batch, every draw from ``generator``.
+
+    A class-conditional model gets ``labels`` (N,) with ``guidance_scale`` (see ``trainer.guidance_inputs``).
+
+    Returns:
+        (N, C, H, W) float32 on the CPU: the known pixels are the original's.
+    """
+    device = schedule.betas.device
+    inpainted = []
+    for index, size in enumerate(batch_sizes(len(original), batch_size)):
+        batch = slice(index * batch_size, index * batch_size + size)
+        conditioning = {}
+        if labels is not None:
+            conditioning = guidance_inputs(labels[batch].to(device), guidance_scale, null_label=model.num_classes)
+        inpainted.append(diffusion.inpaint_loop(
+            model, schedule, original[batch], mask, resample=resample, generator=generator, device=device,
+            progress=progress, trajectory=trajectory if index == 0 else None, **options, **conditioning,
+        ).float().cpu())
+    return torch.cat(inpainted)
+
+
+def inpainting_labels(
+    args: argparse.Namespace, classes: list[int] | None, labels: torch.Tensor, num_classes: int
+) -> torch.Tensor | None:
+    """The classes an --inpaint run asks a class-conditional model for: the test images' own labels,
+    or --class-id's cycled when it is given; None for an unconditional model."""
+    if classes is None:
+        return None
+    if args.class_id is not None:
+        return cycled_labels(classes, len(labels))
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise SampleError(
+            f"the test images' labels run from {labels.min().item()} to {labels.max().item()}, but the checkpoint's "
+            f"model knows {num_classes} classes; choose them with --class-id"
+        )
+    return labels
 
 
 def gif_timesteps(visited: list[int], frames: int) -> list[int]:
@@ -520,10 +778,15 @@ def check_finite(images: torch.Tensor, impl: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def default_grid_path(checkpoint: Path, options: dict, scales: tuple[float, ...] | None = None) -> Path:
+def default_grid_path(
+    checkpoint: Path, options: dict, scales: tuple[float, ...] | None = None, prefix: str | None = None
+) -> Path:
     """Where the grid goes without --out: beside the checkpoint, named after the sampler and N
-    (and, for --guidance-grid, the scales of its columns, e.g. guidance_grid_ddim_50steps_w0-1-3-5.png)."""
+    (and, for --guidance-grid, the scales of its columns, e.g. guidance_grid_ddim_50steps_w0-1-3-5.png;
+    for --task and --inpaint, ``prefix``, e.g. restored_deblur_ddim_50steps.png)."""
     name = f"{options['sampler']}_{options['num_steps']}steps"
+    if prefix is not None:
+        return checkpoint.parent / f"{prefix}_{name}.png"
     if scales is not None:
         return checkpoint.parent / f"guidance_grid_{name}_w{'-'.join(f'{w:g}' for w in scales)}.png"
     return checkpoint.parent / f"samples_{name}.png"
@@ -601,11 +864,12 @@ def tensor_metadata(args: argparse.Namespace, path: Path, checkpoint: dict, opti
 
 
 def write_outputs(
-    images: torch.Tensor, trajectory, args: argparse.Namespace, grid: Path, metadata: dict, nrow: int | None = None
+    images: torch.Tensor, trajectory, args: argparse.Namespace, grid: Path, metadata: dict, nrow: int | None = None,
+    grid_images: torch.Tensor | None = None,
 ) -> list[str]:
-    """Write the grid (``nrow`` images per row), and the GIF and the tensor if asked for; one summary
-    line per file."""
-    written = [f"grid:       {write_grid(images, grid, nrow)}"]
+    """Write the grid (``nrow`` images per row; of ``grid_images`` if given, else of ``images``), and the
+    GIF and the tensor if asked for; one summary line per file."""
+    written = [f"grid:       {write_grid(images if grid_images is None else grid_images, grid, nrow)}"]
     if trajectory is not None:
         frames = write_gif(trajectory, Path(args.gif))
         written.append(f"trajectory: {args.gif} ({frames} frames)")
@@ -661,8 +925,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     checkpoint = read_checkpoint(path)
     options = sampling_options(args, checkpoint["config"], parser)
     classes = class_ids(args, checkpoint["model_config"].get("num_classes") or 0, parser)
+    task = image_task(args, checkpoint, parser)
     for note in ignored_flags(args):
         print(note)
+    if task is not None or args.inpaint:
+        return run_on_test_images(args, parser, path, checkpoint, options, classes, task)
 
     diffusion = import_impl("diffusion", args.impl)
     model, schedule = load_model(checkpoint, args.impl, args.device, ema=args.ema, name=str(path))
@@ -693,12 +960,101 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def run_on_test_images(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, path: Path, checkpoint: dict, options: dict,
+    classes: list[int] | None, task: str | None,
+) -> int:
+    """Phase 5: restore (``task``, a --task checkpoint) or inpaint (--inpaint) --from-dataset test images;
+    write the grid of three rows per group, print the metrics (see :func:`run`)."""
+    original, dataset_labels = dataset_images(args, checkpoint, parser)
+    degradations = import_impl("degradations", args.impl)
+    generator = seed_everything(args.seed)
+    mask = None
+    if args.inpaint:  # first, so that a bad --mask is reported before the model is loaded
+        mask = inpainting_mask(args, degradations, tuple(original.shape[-2:]), generator, parser)
+    diffusion = import_impl("diffusion", args.impl)
+    model, schedule = load_model(checkpoint, args.impl, args.device, ema=args.ema, name=str(path))
+    trajectory = None if args.gif is None else new_trajectory(diffusion, checkpoint["config"], options, args.gif_frames)
+    recorder = None if trajectory is None else FirstImages(trajectory, GIF_IMAGES)
+    progress = sys.stderr.isatty()
+    labels = inpainting_labels(args, classes, dataset_labels, model.num_classes) if args.inpaint else None
+    started = time.perf_counter()
+    with torch.inference_mode():
+        if task is not None:
+            degraded, images = restore_images(
+                diffusion, degradations, model, schedule, original, task, args.batch_size, options, generator,
+                trajectory=recorder, progress=progress,
+            )
+        else:
+            images = inpaint_images(
+                diffusion, model, schedule, original, mask, args.resample or 1, args.batch_size, options, generator,
+                labels=labels, guidance_scale=guidance_of(args), trajectory=recorder, progress=progress,
+            )
+    seconds = time.perf_counter() - started
+    check_finite(images, args.impl)
+    images = images.clamp(-1.0, 1.0)
+    metadata = tensor_metadata(args, path, checkpoint, options, seconds)
+    count = len(images)
+    if task is not None:
+        scores = {
+            name: {"restored": metric(images, original), "degraded": metric(degraded, original)}
+            for name, metric in (("psnr", degradations.psnr), ("ssim", degradations.ssim))
+        }
+        metadata.update(task=task, original=original, degraded=degraded, restored=images, labels=None,
+                        guidance_scale=None, **scores)
+        grid_images, per_row = triplet_rows(degraded, images, original)
+        rows, prefix = "degraded, restored, original", f"restored_{task}"
+        what = f"restored {count} test images of {checkpoint['config']['dataset']} ({task}: " \
+               f"{degradations.TASKS[task].description})"
+        means = {kind: (scores["psnr"][kind].mean().item(), scores["ssim"][kind].mean().item())
+                 for kind in ("restored", "degraded")}
+        metrics = [
+            f"restored vs original: PSNR {means['restored'][0]:.2f} dB, SSIM {means['restored'][1]:.3f} "
+            f"(means over {count} images)",
+            f"degraded vs original: PSNR {means['degraded'][0]:.2f} dB, SSIM {means['degraded'][1]:.3f}",
+        ]
+    else:
+        masked = degradations.apply_mask(original, mask, MASK_FILL)
+        psnr = {"known": masked_psnr(images, original, mask), "hidden": masked_psnr(images, original, 1 - mask),
+                "whole": degradations.psnr(images, original)}
+        metadata.update(mask=mask, mask_name=args.mask or DEFAULT_MASK, original=original, masked=masked,
+                        inpainted=images, psnr=psnr, resample=args.resample or 1, labels=labels,
+                        guidance_scale=None if classes is None else guidance_of(args))
+        grid_images, per_row = triplet_rows(original, masked, images)
+        mask_name = Path(args.mask).stem if args.mask and args.mask not in MASK_PRESETS else args.mask or DEFAULT_MASK
+        rows, prefix = "original, masked, inpainted", f"inpainted_{mask_name}"
+        hidden = 1 - mask.mean().item()
+        resampling = f", {args.resample} tries per step" if (args.resample or 1) > 1 else ""
+        guided = "" if labels is None else f"; the images' classes, guidance {scale_words([guidance_of(args)])}"
+        if labels is not None and args.class_id is not None:
+            guided = f"; {class_words(classes)}, guidance {scale_words([guidance_of(args)])}"
+        what = (f"inpainted {count} test images of {checkpoint['config']['dataset']} "
+                f"(mask {args.mask or DEFAULT_MASK}: {hidden:.0%} hidden{resampling}{guided})")
+        means = {kind: values.mean().item() for kind, values in psnr.items()}
+        metrics = [
+            f"inpainted vs original: PSNR {means['known']:.2f} dB over the known pixels (inf: kept as they were), "
+            f"{means['hidden']:.2f} dB over the hidden ones, {means['whole']:.2f} dB over the whole images "
+            f"(means over {count} images)"
+        ]
+    grid = Path(args.out) if args.out is not None else default_grid_path(path, options, prefix=prefix)
+    written = write_outputs(images, trajectory, args, grid, metadata, nrow=per_row, grid_images=grid_images)
+    weights = "EMA" if args.ema else "raw (--no-ema)"
+    print(
+        f"{what} with the {weights} weights of {path} (step {checkpoint.get('step', '?')}) and "
+        f"{CODE_NAMES[args.impl]} on {args.device}: {describe(options)}; seed {args.seed}; grid rows: {rows}"
+    )
+    print("\n".join(metrics))
+    print(f"took {seconds:.1f} s, {count / max(seconds, 1e-9):.1f} images/s")
+    print("\n".join(written))
+    return 0
+
+
 def not_attempted(error: NotImplementedError) -> str:
     """The line for a stub the command needs: what is missing and how to go on."""
     return (
         f"not attempted yet: {error}. Sampling with --impl learner runs your noise_schedule.py, unet.py "
-        "and diffusion.py; finish that function (make grade shows what is left), or sample with the "
-        "reference: --impl solutions"
+        "and diffusion.py (and degradations.py with --task or --inpaint); finish that function (make grade "
+        "shows what is left), or sample with the reference: --impl solutions"
     )
 
 

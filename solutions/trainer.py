@@ -8,7 +8,10 @@ checkpoints that resume exactly (same weights, bit for bit, on the CPU).
 Your Phase 3 functions live in train.py; this loop calls them (or the reference's,
 with --impl solutions) through the module chosen at run time. With --class-conditional
 (Phase 5) it also trains on the dataset's labels, dropping each to the null label with
-probability --p-uncond (your ``drop_labels``), for classifier-free guidance.
+probability --p-uncond (your ``drop_labels``), for classifier-free guidance. With
+--task (Phase 5) it trains an image-conditioned U-Net to undo a degradation: each batch
+becomes a pair (x_0, y) with your ``degradations.condition_pair``, and the U-Net sees y
+concatenated to x_t on the channels (through :class:`ImageConditioned`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ LOSS_CSV_FIELDS = ("step", "loss", "lr", "images_per_s")
 DEFAULT_P_UNCOND = 0.1
 #: Phase 5: the guidance scale w of the sample grids of a class-conditional run (1: plain conditional).
 DEFAULT_SAMPLE_GUIDANCE = 3.0
+#: Phase 5: images per row of the grids that compare three versions of each image (--task here,
+#: --task and --inpaint in sample.py): every group of up to this many images takes three rows.
+TRIPLET_COLUMNS = 8
 
 
 class TrainError(RuntimeError):
@@ -151,6 +157,16 @@ def _model_defaults() -> dict:
         return {}
 
 
+def _task_names() -> tuple[str, ...]:
+    """The enhancement tasks of degradations.TASKS (the reference's names if degradations.py does not import)."""
+    try:
+        from .degradations import TASKS
+
+        return tuple(TASKS)
+    except Exception:  # a learner's degradations.py with a syntax error must not break --help
+        return ("denoise", "deblur", "superres", "jpeg", "mask")
+
+
 def _schedule_names() -> tuple[str, ...]:
     try:
         from .noise_schedule import SCHEDULES
@@ -170,7 +186,10 @@ images_per_s), loss.png (the loss curve) and, at the end, samples.png.
 Ctrl-C stops after the current step and saves last.pt; --resume continues.
 
 The model is unconditional unless --class-conditional (Phase 5) is given: then it
-learns the dataset's classes, and its sample grids show one class per column."""
+learns the dataset's classes, and its sample grids show one class per column.
+With --task (Phase 5) it learns to restore degraded images instead: its grids show,
+for the first --num-samples training images, three rows per group of up to
+8 images: degraded, restored, original."""
 
 HELP_EPILOG = """\
 examples:
@@ -178,7 +197,8 @@ examples:
   python train.py --dataset mnist --epochs 50 --batch-size 128 --download --out runs/mnist
   python train.py --resume --out runs/mnist         # continue where it stopped
   python train.py --impl solutions --time-limit 5   # the reference, for at most 5 minutes
-  python train.py --class-conditional --out runs/digits-cfg   # Phase 5: for guided sampling"""
+  python train.py --class-conditional --out runs/digits-cfg   # Phase 5: for guided sampling
+  python train.py --task deblur --out runs/digits-deblur      # Phase 5: an image-conditioned restorer"""
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -278,6 +298,16 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(conditioning, "--sample-guidance", default=DEFAULT_SAMPLE_GUIDANCE, type=_float_in(0.0, low_open=False),
         metavar="W", help="with --class-conditional: the guidance scale w of the sample grids, whose "
         "column j shows class j (default: %(default)g; 1 = plain conditional, 0 = unconditional)")
+
+    enhancement = parser.add_argument_group(
+        "image conditioning (Phase 5; off by default: the model generates images from noise alone)"
+    )
+    add(enhancement, "--task", default=None, choices=_task_names(), metavar="NAME",
+        help="train a U-Net that restores degraded images instead: %(choices)s (degradations.TASKS). "
+        "The U-Net gets cond_channels = the image channels, and each batch becomes (x_0, y) = "
+        "condition_pair(images, task, generator); from the training generator a batch draws first "
+        "the degradation's noise (denoise only), then training_step's t and noise. Not with "
+        "--class-conditional")
 
     speed = parser.add_argument_group("device and speed")
     add(speed, "--device", default="auto", choices=DEVICES,
@@ -540,6 +570,80 @@ def guidance_inputs(class_labels: torch.Tensor, guidance_scale: float, null_labe
     return {"class_labels": class_labels, "guidance_scale": float(guidance_scale)}
 
 
+class ImageConditioned(nn.Module):
+    """An image-conditioned U-Net seen as ``model(x_t, t, class_labels)`` (Phase 5, --task).
+
+    ``training_step`` and the samplers call ``model(x_t, t, class_labels)`` and know nothing
+    of a condition image; a U-Net built with ``cond_channels`` also needs ``cond``. This
+    wrapper holds the condition of the current batch in ``.cond`` (set it before each
+    training step or sampling run) and calls ``model(x_t, t, class_labels, cond)``.
+
+    It has no weights of its own: its parameters are the U-Net's (so ``call_model`` finds
+    their dtype), but its ``state_dict`` would prefix every name with ``model.``, so
+    checkpoints and the EMA keep using the U-Net itself, never this wrapper.
+    """
+
+    def __init__(self, model: nn.Module, cond: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.cond = cond  # (B, C, H, W) in [-1, 1], the degraded images
+
+    @property
+    def num_classes(self) -> int:
+        """The wrapped U-Net's number of classes (``call_model`` reads it for guidance)."""
+        return getattr(self.model, "num_classes", 0) or 0
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cond is None:
+            raise RuntimeError("ImageConditioned: set .cond, the (B, C, H, W) condition images, before calling it")
+        cond = self.cond
+        if cond.shape[0] != x.shape[0] and cond.shape[0] and x.shape[0] % cond.shape[0] == 0:
+            cond = cond.repeat(x.shape[0] // cond.shape[0], 1, 1, 1)  # a guided batch is doubled
+        return self.model(x, t, class_labels, cond.to(x.dtype))
+
+
+def triplet_rows(
+    first: torch.Tensor, second: torch.Tensor, third: torch.Tensor, columns: int = TRIPLET_COLUMNS
+) -> tuple[torch.Tensor, int]:
+    """Three versions of N images (e.g. degraded, restored, original) arranged for a grid, row by row.
+
+    The images go in groups of ``columns`` (fewer if N is smaller): each group takes three
+    rows, one per version, so every image sits above its other versions. A last, partial
+    group is filled with mid-grey cells (0 in [-1, 1]), which the grid's grey background hides.
+
+    Args:
+        first, second, third: (N, C, H, W) each, in [-1, 1].
+        columns: images per row at most.
+
+    Returns:
+        (3 · groups · per_row, C, H, W) images on the CPU, and per_row = min(columns, N), the
+        ``nrow`` to give the grid.
+    """
+    count = first.shape[0]
+    per_row = max(1, min(columns, count))
+    groups = math.ceil(count / per_row)
+    parts = []
+    for images in (first, second, third):
+        images = images.detach().float().cpu()
+        missing = groups * per_row - count
+        if missing:
+            images = torch.cat([images, images.new_zeros(missing, *images.shape[1:])])
+        parts.append(images.reshape(groups, per_row, *images.shape[1:]))
+    return torch.stack(parts, dim=1).flatten(0, 2), per_row  # (groups, 3, per_row, …) → rows
+
+
+def first_images(dataset, count: int) -> torch.Tensor:
+    """The first ``count`` images of ``dataset`` (N, C, H, W) in [0, 1], without random flips or draws."""
+    flip = getattr(dataset, "flip", False)
+    if flip:
+        dataset.flip = False  # no augmentation: the same images every time, and no draw from torch's RNG
+    try:
+        return torch.stack([dataset[index][0] for index in range(min(count, len(dataset)))])
+    finally:
+        if flip:
+            dataset.flip = flip
+
+
 class GridSampler:
     """Draws sample grids from the EMA weights with the implementation's ``ddim_sample``.
 
@@ -547,17 +651,20 @@ class GridSampler:
     ``ddim_sample`` (or, for a class-conditional model, your Phase 5 guidance) is
     still a stub; every grid starts from the same x_T, so grids of successive steps
     can be compared image by image. A class-conditional model (``num_classes`` = K)
-    draws image i of class i mod K with guidance scale --sample-guidance.
+    draws image i of class i mod K with guidance scale --sample-guidance. An
+    image-conditioned model (--task) restores ``condition``, (N, C, H, W) degraded images
+    (the shape's N must be theirs).
     """
 
     def __init__(
         self, impl: str, config: dict, schedule, device: torch.device, shape: tuple[int, ...], note,
-        num_classes: int | None = None,
+        num_classes: int | None = None, condition: torch.Tensor | None = None,
     ) -> None:
         self.diffusion = import_impl("diffusion", impl)
         self.config, self.schedule, self.device, self.shape, self.note = config, schedule, device, shape, note
         self.disabled = False
         self.conditioning = {}
+        self.condition = None if condition is None else condition.to(device)
         if num_classes:
             labels = torch.arange(shape[0], device=device) % num_classes  # (N,): 0, 1, …, K − 1, 0, 1, …
             self.conditioning = guidance_inputs(labels, config["sample_guidance"], null_label=num_classes)
@@ -566,9 +673,11 @@ class GridSampler:
         """(N, C, H, W) samples in about [-1, 1], or None when no ddim_sample is available."""
         if self.disabled:
             return None
+        network = model if self.condition is None else ImageConditioned(model, self.condition)
+
         def draw(diffusion: ModuleType) -> torch.Tensor:
             return diffusion.ddim_sample(
-                model, self.schedule, self.shape,
+                network, self.schedule, self.shape,
                 num_steps=min(self.config["sample_steps"], self.config["timesteps"]),
                 eta=0.0, prediction=self.config["prediction"], clip_x0=True,
                 generator=torch.Generator().manual_seed(self.config["seed"]),
@@ -739,22 +848,46 @@ def class_count(config: dict, info, parser) -> int | None:
 
 
 def build_model(
-    unet_module: ModuleType, config: dict, channels: int, parser, num_classes: int | None = None
+    unet_module: ModuleType, config: dict, channels: int, parser, num_classes: int | None = None,
+    cond_channels: int = 0,
 ) -> nn.Module:
-    """The U-Net of the run (class-conditional when ``num_classes`` is K > 0); a configuration it
-    refuses is reported against the model flags."""
+    """The U-Net of the run (class-conditional when ``num_classes`` is K > 0, image-conditioned when
+    ``cond_channels`` > 0); a configuration it refuses is reported against the model flags."""
     defaults = unet_module.DEFAULT_CONFIG
     for key in MODEL_FLAGS:
         if config.get(key) is None:
             value = defaults[key]
             config[key] = list(value) if isinstance(value, tuple) else value
     kwargs = {key: tuple(config[key]) if isinstance(config[key], list) else config[key] for key in MODEL_FLAGS}
+    if cond_channels:
+        kwargs["cond_channels"] = cond_channels
     try:
         return unet_module.UNet(in_channels=channels, num_classes=num_classes, **kwargs)
     except NotImplementedError:
         raise
     except (TypeError, ValueError) as error:
         parser.error(f"the model flags ({', '.join(flag(key) for key in MODEL_FLAGS)}) make no valid U-Net: {error}")
+
+
+def task_grid_inputs(degradations: ModuleType, dataset, config: dict, parser) -> tuple[torch.Tensor, torch.Tensor]:
+    """--task: what the sample grids restore, the same at every step: the first --num-samples
+    training images (no augmentation), degraded with a generator seeded with --seed (its own,
+    not the training generator).
+
+    Returns:
+        degraded, original: (N, C, H, W) each, in [-1, 1], on the CPU.
+    """
+    images = first_images(dataset, config["num_samples"])
+    try:
+        original, degraded = degradations.condition_pair(
+            images, config["task"], torch.Generator().manual_seed(config["seed"])
+        )
+    except ValueError as error:  # e.g. a size that the blocks of "jpeg" or the factor of "superres" do not divide
+        parser.error(
+            f"argument --task: {config['task']} cannot degrade these {images.shape[-2]}×{images.shape[-1]} "
+            f"images: {error}"
+        )
+    return degraded.detach().cpu(), original.detach().cpu()
 
 
 def resolve_amp(amp: str, device: torch.device, note) -> torch.dtype | None:
@@ -793,7 +926,7 @@ def not_attempted(error: NotImplementedError) -> TrainError:
     """The error for a stub the run needs: what is missing and how to go on."""
     return TrainError(
         f"not attempted yet: {error}. Training with --impl learner needs your Phases 1–3 "
-        "(and §5.1–§5.2 with --class-conditional); "
+        "(and §5.1–§5.2 with --class-conditional, §5.4–§5.5 with --task); "
         "finish that function (make grade shows what is left) or train the reference with --impl solutions"
     )
 
@@ -857,8 +990,15 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
             )
         config = settings_from_args(args)
 
+    task = config.get("task")  # Phase 5: None (generation) or a key of degradations.TASKS
+    if task and config.get("class_conditional"):
+        parser.error(
+            "argument --task: not with --class-conditional (a model here restores a degraded image or "
+            "follows a class label, not both); drop one of the two"
+        )
     impl = config["impl"]
     train_module = import_impl("train", impl)  # your §3.1–§3.4 functions (or the reference's)
+    degradations = import_impl("degradations", impl) if task else None  # your §5.4–§5.5 with --task
     unet_module = import_impl("unet", impl)
     schedule_module = import_impl("noise_schedule", impl)
     try:
@@ -878,9 +1018,11 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
 
     # The model first (its own checks are quick), then the data: errors come early.
     info = DATASETS[config["dataset"]]
-    generator = seed_everything(config["seed"])  # the training generator: label dropout, timesteps, noise
+    # The training generator: per batch, label dropout (--class-conditional), the degradation's noise
+    # (--task denoise), then training_step's timesteps and noise.
+    generator = seed_everything(config["seed"])
     num_classes = class_count(config, info, parser)  # K with --class-conditional, else None
-    model = build_model(unet_module, config, info.channels, parser, num_classes)
+    model = build_model(unet_module, config, info.channels, parser, num_classes, info.channels if task else 0)
     if config["image_size"] is not None:
         try:
             model.check_image_size(config["image_size"], config["image_size"])
@@ -912,12 +1054,15 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
         parser.error(
             f"argument --sample-steps: at most --timesteps = {config['timesteps']}; got {config['sample_steps']}"
         )
+    grid_inputs = task_grid_inputs(degradations, dataset, config, parser) if task else None  # (degraded, original)
 
     model.to(device)
     if config["channels_last"]:
         model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     forward = torch.compile(model) if config["compile"] and device.type == "cuda" else model
+    if task:
+        forward = ImageConditioned(forward)  # training_step's model(x_t, t, None) → model(x_t, t, None, cond)
     schedule = schedule_module.NoiseSchedule.from_name(
         config["schedule"], config["timesteps"], dtype=torch.float32, device=device
     )
@@ -963,8 +1108,11 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
         ),
     )
 
-    sample_shape = (config["num_samples"], channels, height, width)
-    sampler = GridSampler(impl, config, schedule, device, sample_shape, note, num_classes)
+    sample_shape = (len(grid_inputs[0]) if task else config["num_samples"], channels, height, width)
+    sampler = GridSampler(
+        impl, config, schedule, device, sample_shape, note, num_classes,
+        condition=grid_inputs[0] if task else None,
+    )
     def autocast():
         if amp_dtype is None:
             return contextlib.nullcontext()
@@ -972,6 +1120,8 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
 
     parameters = sum(p.numel() for p in model.parameters())
     classes = f", {num_classes} classes, p_uncond {config['p_uncond']:g}" if num_classes else ""
+    if task:
+        classes = f", task {task}: {degradations.TASKS[task].description}"
     print(
         f"{'resuming' if checkpoint else 'training'} the {impl} U-Net ({parameters / 1e6:.2f} M parameters) on "
         f"{config['dataset']} ({len(dataset)} images of {channels}×{height}×{width}{classes}) on {device}"
@@ -994,7 +1144,13 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
 
     def write_samples(path: Path) -> None:
         images = sampler(ema)
-        if images is not None:
+        if images is None:
+            return
+        if task:  # rows: degraded, restored, original, for each group of TRIPLET_COLUMNS images
+            degraded, original = grid_inputs
+            images, per_row = triplet_rows(degraded, images, original)
+            save_grid(images, path, nrow=per_row)
+        else:
             save_grid(images, path, nrow=num_classes)  # class-conditional: column j is class j
 
     data = batches(dataset, config, device, epoch, batch_in_epoch)
@@ -1016,7 +1172,6 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
                     images = images.to(device, non_blocking=True)
                     if config["channels_last"]:
                         images = images.contiguous(memory_format=torch.channels_last)
-                    x0 = train_module.to_model_range(images)
                     # Phase 5: the labels, some dropped to the null label K (this draws from the
                     # generator first; training_step then draws t and the noise).
                     class_labels = None
@@ -1024,6 +1179,16 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
                         class_labels = train_module.drop_labels(
                             labels.to(device, torch.int64), config["p_uncond"], num_classes, generator
                         )
+                    if task:
+                        # Phase 5 --task: the pair (x_0, y), both in [-1, 1]; "denoise" draws its noise from
+                        # the generator here, before training_step's t and noise. The wrapper hands y to the U-Net.
+                        x0, cond = degradations.condition_pair(images, task, generator)
+                        if config["channels_last"]:
+                            x0 = x0.contiguous(memory_format=torch.channels_last)
+                            cond = cond.contiguous(memory_format=torch.channels_last)
+                        forward.cond = cond
+                    else:
+                        x0 = train_module.to_model_range(images)
                     with autocast():
                         loss = train_module.training_step(
                             forward, x0, schedule, prediction=config["prediction"], loss_type=config["loss"],

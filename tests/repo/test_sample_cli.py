@@ -1,14 +1,16 @@
 """Tests of ``python sample.py``: what it writes, reproducibility, its errors, and learner stubs.
 
-Module fixtures train two tiny models with train.py (64 digits, 2 steps, a U-Net of base
-width 8, T = 100), one unconditional and one --class-conditional (Phase 5); every sampling
-run here is in-process through ``main(argv)`` with the reference (``--impl solutions``),
-a few images and a few steps.
+Module fixtures train three tiny models with train.py (64 digits, 2 steps, a U-Net of base
+width 8, T = 100): one unconditional, one --class-conditional and one --task deblur (Phase 5);
+every sampling run here is in-process through ``main(argv)`` with the reference
+(``--impl solutions``), a few images and a few steps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import itertools
 import math
 import subprocess
@@ -19,10 +21,12 @@ import pytest
 import torch
 from PIL import Image
 
+import solutions.degradations as reference_degradations
 import solutions.diffusion as reference_diffusion
 import solutions.noise_schedule as reference_noise_schedule
 import solutions.unet as reference_unet
-from solutions.sample import SAMPLES_FORMAT, main
+from solutions.image_data import make_dataset
+from solutions.sample import MASK_PRESETS, SAMPLES_FORMAT, main
 from solutions.trainer import main as train_main
 from tools.make_stubs import SOLUTIONS_DIR, learner_source
 
@@ -63,6 +67,15 @@ def class_checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sample_cli_classes")
     out = root / "run"
     assert train_main([*TINY_TRAIN, "--class-conditional", "--data-dir", str(root / "data"), "--out", str(out)]) == 0
+    return out / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def task_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of a 2-step --task deblur run (Phase 5: an image-conditioned U-Net)."""
+    root = tmp_path_factory.mktemp("sample_cli_task")
+    out = root / "run"
+    assert train_main([*TINY_TRAIN, "--task", "deblur", "--data-dir", str(root / "data"), "--out", str(out)]) == 0
     return out / "last.pt"
 
 
@@ -333,6 +346,244 @@ def test_conditioning_flags_on_an_unconditional_checkpoint_are_refused(checkpoin
 
 
 # ---------------------------------------------------------------------------
+# Restoring test images with a --task checkpoint (Phase 5)
+# ---------------------------------------------------------------------------
+
+
+def dataset_test_images(checkpoint: Path, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` test digits of the checkpoint's run, in [-1, 1], and their labels."""
+    config = load(checkpoint)["config"]
+    dataset = make_dataset("digits", split="test", data_dir=config["data_dir"], num_images=count, seed=config["seed"])
+    return torch.stack([dataset[i][0] for i in range(count)]) * 2 - 1, torch.tensor([dataset[i][1] for i in
+                                                                                     range(count)])
+
+
+def printed_number(text: str, before: str) -> float:
+    """The number printed right after ``before`` in ``text``."""
+    return float(text.split(before, 1)[1].split()[0])
+
+
+@pytest.fixture(scope="module")
+def restored(task_checkpoint, tmp_path_factory):
+    """One restoring run of 3 test images (3 DDIM steps): its folder (grid.png, restored.pt) and printout."""
+    out = tmp_path_factory.mktemp("restored")
+    with contextlib.redirect_stdout(io.StringIO()) as printed:  # capsys is for single tests only
+        status = sample(task_checkpoint, "--from-dataset", "3", "--steps", "3", "--out", str(out / "grid.png"),
+                        "--save-tensor", str(out / "restored.pt"))
+    assert status == 0
+    return out, printed.getvalue()
+
+
+def test_restoring_writes_degraded_restored_original_rows(restored):
+    out, _ = restored
+    with Image.open(out / "grid.png") as image:
+        assert image.format == "PNG" and image.size == (3 * 58 + 2, 3 * 58 + 2)  # 3 images, 3 rows of 56 px cells
+
+
+def test_restoring_saves_the_three_versions_and_the_metrics(restored, task_checkpoint):
+    out, _ = restored
+    saved = load(out / "restored.pt")
+    for key in ("images", "restored", "degraded", "original", "psnr", "ssim", "task"):
+        assert key in saved, key
+    assert saved["task"] == "deblur" and saved["labels"] is None
+    original, _ = dataset_test_images(task_checkpoint, 3)
+    torch.testing.assert_close(saved["original"], original)  # the test split, in [-1, 1]
+    torch.testing.assert_close(saved["degraded"], reference_degradations.degrade(original, "deblur"))
+    assert torch.equal(saved["images"], saved["restored"]) and saved["restored"].shape == (3, 1, 28, 28)
+    assert saved["restored"].min() >= -1 and saved["restored"].max() <= 1
+    for name, metric in (("psnr", reference_degradations.psnr), ("ssim", reference_degradations.ssim)):
+        torch.testing.assert_close(saved[name]["restored"], metric(saved["restored"], original))
+        torch.testing.assert_close(saved[name]["degraded"], metric(saved["degraded"], original))
+
+
+def test_restoring_prints_psnr_and_ssim_of_restored_and_degraded(restored):
+    out, printed = restored
+    saved = load(out / "restored.pt")
+    restored_line = next(line for line in printed.splitlines() if line.startswith("restored vs original"))
+    degraded_line = next(line for line in printed.splitlines() if line.startswith("degraded vs original"))
+    for line, kind in ((restored_line, "restored"), (degraded_line, "degraded")):
+        assert printed_number(line, "PSNR") == pytest.approx(saved["psnr"][kind].mean().item(), abs=0.006)
+        assert printed_number(line, "SSIM") == pytest.approx(saved["ssim"][kind].mean().item(), abs=0.0006)
+    assert "means over 3 images" in printed and "deblur" in printed and str(out / "grid.png") in printed
+
+
+def test_restoring_in_batches_and_a_larger_grid(restored, task_checkpoint, tmp_path):
+    """10 images in batches of 4: two groups of 8 and 2 columns, three rows each; the first batch is the same."""
+    out, _ = restored
+    saved = saved_tensor(task_checkpoint, tmp_path, "--from-dataset", "10", "--batch-size", "4", "--steps", "3",
+                         "--task", "deblur")
+    with Image.open(tmp_path / "grid.png") as image:
+        assert image.size == (8 * 58 + 2, 6 * 58 + 2)
+    first = saved_tensor(task_checkpoint, tmp_path, "--from-dataset", "4", "--batch-size", "4", "--steps", "3")
+    assert torch.equal(saved["restored"][:4], first["restored"]), "the first batch must not depend on the others"
+    assert torch.equal(saved["original"][:3], load(out / "restored.pt")["original"])
+
+
+def test_restoring_without_out_writes_beside_the_checkpoint(task_checkpoint):
+    assert sample(task_checkpoint, "--from-dataset", "1", "--steps", "2") == 0
+    assert (task_checkpoint.parent / "restored_deblur_ddim_2steps.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "which, bad, named",
+    [
+        ("task", ["--task", "denoise", "--from-dataset", "2"], "--task"),
+        ("plain", ["--task", "deblur", "--from-dataset", "2"], "--task"),
+        ("task", [], "--from-dataset"),
+        ("task", ["--inpaint", "--from-dataset", "2"], "--inpaint"),
+        ("task", ["--task", "deblur", "--inpaint", "--from-dataset", "2"], "--inpaint"),
+        ("task", ["--task", "sharpen", "--from-dataset", "2"], "--task"),
+        ("task", ["--from-dataset", "0"], "--from-dataset"),
+        ("task", ["--class-id", "3", "--from-dataset", "2"], "--class-id"),
+    ],
+    ids=["other-task", "unconditional", "no-from-dataset", "inpaint", "inpaint-and-task", "unknown-task",
+         "from-dataset-0", "class-id"],
+)
+def test_bad_task_flags_exit_2_naming_the_flag(task_checkpoint, checkpoint, tmp_path, capsys, which, bad, named):
+    with pytest.raises(SystemExit) as stopped:
+        sample(task_checkpoint if which == "task" else checkpoint, "--out", str(tmp_path / "grid.png"), *bad)
+    assert stopped.value.code == 2
+    assert f"argument {named}" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_learner_stub_degradation_is_not_attempted_yet(task_checkpoint, tmp_path, monkeypatch, capsys):
+    """Phases 1–4 done (the reference's files stand in), degradations.py's §5.4 still stubs."""
+    for name, module in (("noise_schedule", reference_noise_schedule), ("unet", reference_unet),
+                         ("diffusion", reference_diffusion)):
+        monkeypatch.setitem(sys.modules, name, module)
+    use_learner_stub("degradations", tmp_path, monkeypatch)
+    status = main(["--checkpoint", str(task_checkpoint), "--impl", "learner", "--from-dataset", "2",
+                   "--out", str(tmp_path / "grid.png")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("sample.py: error: not attempted yet: Phase 5.4 · gaussian_blur") and err.count("\n") == 1
+    assert "degradations.py" in err and not (tmp_path / "grid.png").exists()
+
+
+def test_a_dataset_that_is_not_there_is_one_line_saying_how_to_get_it(checkpoint, tmp_path, capsys):
+    state = load(checkpoint)
+    state["config"].update(dataset="mnist", data_dir=str(tmp_path / "no_mnist"))
+    path = tmp_path / "mnist.pt"
+    torch.save(state, path)
+    assert sample(path, "--inpaint", "--from-dataset", "2", "--out", str(tmp_path / "grid.png")) == 1
+    err = capsys.readouterr().err
+    assert "'mnist' is not available" in err and "--download" in err and err.count("\n") == 1
+    assert not (tmp_path / "grid.png").exists()
+
+
+# ---------------------------------------------------------------------------
+# Inpainting test images with any checkpoint (Phase 5, RePaint)
+# ---------------------------------------------------------------------------
+
+
+def known_pixels_are_kept(saved: dict) -> bool:
+    known = saved["mask"].expand_as(saved["original"]) == 1
+    return torch.equal(saved["inpainted"][known], saved["original"][known])
+
+
+@pytest.mark.parametrize("mask", ["left", "center", "strokes", "png"])
+def test_inpainting_keeps_the_known_pixels_with_every_mask(checkpoint, tmp_path, capsys, mask):
+    if mask == "png":
+        picture = Image.new("L", (14, 14), 255)
+        for x in range(4, 10):
+            for y in range(0, 14):
+                picture.putpixel((x, y), 0)  # a black band: hidden
+        mask = str(tmp_path / "band.png")
+        picture.save(mask)
+    saved = saved_tensor(checkpoint, tmp_path, "--inpaint", "--mask", mask, "--from-dataset", "3", "--steps", "3",
+                         "--resample", "2")
+    printed = capsys.readouterr().out
+    assert saved["mask"].shape == (1, 1, 28, 28) and 0 < saved["mask"].mean() < 1
+    assert known_pixels_are_kept(saved), "inpaint_loop must give back the known pixels exactly"
+    assert not torch.equal(saved["inpainted"], saved["original"])
+    assert torch.isinf(saved["psnr"]["known"]).all() and torch.isfinite(saved["psnr"]["whole"]).all()
+    assert "PSNR inf dB over the known pixels" in printed and "over the whole images" in printed
+    torch.testing.assert_close(saved["masked"], reference_degradations.apply_mask(saved["original"], saved["mask"]))
+    torch.testing.assert_close(saved["psnr"]["whole"], reference_degradations.psnr(saved["inpainted"],
+                                                                                  saved["original"]))
+    assert saved["resample"] == 2 and torch.equal(saved["images"], saved["inpainted"])
+    with Image.open(tmp_path / "grid.png") as image:
+        assert image.size == (3 * 58 + 2, 3 * 58 + 2)  # rows: original, masked, inpainted
+
+
+def test_inpainting_masks_are_the_presets_and_strokes_follow_the_seed(checkpoint, tmp_path):
+    assert MASK_PRESETS == reference_degradations.MASK_PRESETS
+    saved = saved_tensor(checkpoint, tmp_path, "--inpaint", "--from-dataset", "1", "--steps", "2")
+    assert saved["mask_name"] == "center" and torch.equal(saved["mask"], reference_degradations.make_mask("center",
+                                                                                                          (28, 28)))
+    strokes = saved_tensor(checkpoint, tmp_path, "--inpaint", "--mask", "strokes", "--from-dataset", "1", "--steps",
+                           "2", "--seed", "5")
+    expected = reference_degradations.make_mask("strokes", (28, 28), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(strokes["mask"], expected)
+    original, _ = dataset_test_images(checkpoint, 1)
+    torch.testing.assert_close(saved["original"], original)
+
+
+def test_inpainting_with_resampling_changes_the_filled_pixels(checkpoint, tmp_path):
+    once = saved_tensor(checkpoint, tmp_path, "--inpaint", "--from-dataset", "2", "--steps", "3")
+    again = saved_tensor(checkpoint, tmp_path, "--inpaint", "--from-dataset", "2", "--steps", "3")
+    resampled = saved_tensor(checkpoint, tmp_path, "--inpaint", "--from-dataset", "2", "--steps", "3",
+                             "--resample", "3")
+    assert torch.equal(once["inpainted"], again["inpainted"])
+    assert not torch.equal(once["inpainted"], resampled["inpainted"]) and known_pixels_are_kept(resampled)
+
+
+def test_inpainting_a_class_conditional_model_uses_the_images_labels(class_checkpoint, tmp_path):
+    saved = saved_tensor(class_checkpoint, tmp_path, "--inpaint", "--from-dataset", "3", "--steps", "3")
+    _, labels = dataset_test_images(class_checkpoint, 3)
+    assert saved["labels"].tolist() == labels.tolist() and saved["guidance_scale"] == 3.0
+    assert known_pixels_are_kept(saved)
+    other = saved_tensor(class_checkpoint, tmp_path, "--inpaint", "--from-dataset", "3", "--steps", "3",
+                         "--class-id", "7", "--guidance-scale", "2")
+    assert other["labels"].tolist() == [7, 7, 7] and other["guidance_scale"] == 2.0
+    assert not torch.equal(saved["inpainted"], other["inpainted"])
+
+
+def test_inpainting_records_a_gif(checkpoint, tmp_path):
+    gif = tmp_path / "inpainting.gif"
+    assert sample(checkpoint, "--inpaint", "--from-dataset", "2", "--steps", "3", "--gif", str(gif),
+                  "--out", str(tmp_path / "grid.png")) == 0
+    with Image.open(gif) as image:
+        assert image.n_frames == 3 + 1
+
+
+@pytest.mark.parametrize(
+    "bad, named",
+    [
+        (["--inpaint", "--mask", "diagonal", "--from-dataset", "2"], "--mask"),
+        (["--inpaint", "--mask", "missing/nothing.png", "--from-dataset", "2"], "--mask"),
+        (["--inpaint", "--mask", "NOT_A_PICTURE", "--from-dataset", "2"], "--mask"),
+        (["--inpaint", "--resample", "0", "--from-dataset", "2"], "--resample"),
+        (["--inpaint"], "--from-dataset"),
+        (["--from-dataset", "2"], "--from-dataset"),
+        (["--mask", "left"], "--mask"),
+        (["--resample", "2"], "--resample"),
+    ],
+    ids=["unknown-preset", "missing-png", "unreadable-png", "resample-0", "no-from-dataset",
+         "from-dataset-without-inpaint", "mask-without-inpaint", "resample-without-inpaint"],
+)
+def test_bad_inpainting_flags_exit_2_naming_the_flag(checkpoint, tmp_path, capsys, bad, named):
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    (folder / "notes.png").write_text("not a picture", encoding="utf-8")
+    bad = [str(folder / "notes.png") if value == "NOT_A_PICTURE" else value for value in bad]
+    with pytest.raises(SystemExit) as stopped:
+        sample(checkpoint, "--out", str(tmp_path / "grid.png"), *bad)
+    assert stopped.value.code == 2
+    assert f"argument {named}" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["masks"]
+
+
+def test_the_guidance_grid_is_not_for_inpainting(class_checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        sample(class_checkpoint, "--inpaint", "--from-dataset", "2", "--guidance-grid", "1,3",
+               "--out", str(tmp_path / "grid.png"))
+    assert stopped.value.code == 2
+    assert "argument --guidance-grid" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------
 
@@ -475,7 +726,8 @@ def test_help_lists_every_flag_and_the_tensor_format(capsys):
     for name in ("--checkpoint", "--no-ema", "--sampler", "--steps", "--eta", "--variance", "--spacing",
                  "--no-clip", "--num-samples", "--batch-size", "--seed", "--out", "--gif", "--gif-frames",
                  "--save-tensor", "--device", "--impl", "weights_only=True", "--class-id", "--guidance-scale",
-                 "--guidance-grid", "labels", "guidance_scale"):
+                 "--guidance-grid", "labels", "guidance_scale", "--task", "--from-dataset", "--data-dir",
+                 "--download", "--inpaint", "--mask", "--resample", "psnr", "ssim", "restored", "inpainted"):
         assert name in text, f"--help does not mention {name}"
 
 

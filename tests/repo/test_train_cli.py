@@ -14,13 +14,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
+import solutions.degradations as reference_degradations
 import solutions.train as reference_train
 import solutions.trainer as reference_trainer
-from solutions.trainer import CHECKPOINT_FORMAT, atomic_write, main
+from solutions.image_data import make_dataset
+from solutions.trainer import CHECKPOINT_FORMAT, ImageConditioned, atomic_write, main, triplet_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -65,6 +69,14 @@ def run_dir(tmp_path_factory, tiny):
     """One finished 4-step run; its folder."""
     out = tmp_path_factory.mktemp("train") / "run"
     assert main(tiny(out, "--checkpoint-every", "2")) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def task_run_dir(tmp_path_factory, tiny):
+    """One finished 4-step --task denoise run (Phase 5: the degradation that draws noise); its folder."""
+    out = tmp_path_factory.mktemp("train") / "task_run"
+    assert main(tiny(out, "--task", "denoise")) == 0
     return out
 
 
@@ -329,6 +341,158 @@ def test_resume_keeps_the_conditioning(run_dir, capsys, change):
     assert f"argument {change[0]}" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------------------
+# Image-conditioned restoration: --task (Phase 5)
+# ---------------------------------------------------------------------------
+
+
+def test_a_task_run_saves_an_image_conditioned_unet(task_run_dir):
+    state = load(task_run_dir / "last.pt")
+    assert state["step"] == 4
+    assert state["model_config"]["cond_channels"] == 1  # the digits' one channel, concatenated to x_t
+    assert state["model"]["stem.weight"].shape == (8, 2, 3, 3)  # in_channels + cond_channels = 2 inputs
+    assert state["config"]["task"] == "denoise" and state["config"]["class_conditional"] is False
+    assert state["model"].keys() == state["ema"].keys(), "the EMA must be the U-Net's, not a wrapper's"
+    assert not any(name.startswith("model.") for name in state["model"]), "the U-Net itself is saved, not a wrapper"
+    config = json.loads((task_run_dir / "config.json").read_text(encoding="utf-8"))
+    assert config["task"] == "denoise" and config["model"]["cond_channels"] == 1
+
+
+def test_the_default_run_has_no_task(run_dir):
+    state = load(run_dir / "last.pt")
+    assert state["config"]["task"] is None and not state["model_config"]["cond_channels"]
+
+
+def cell(picture: torch.Tensor, row: int, column: int, side: int = 56) -> torch.Tensor:
+    """The (C, side, side) cell at (row, column) of a grid picture (2 px gaps)."""
+    top, left = 2 + row * (side + 2), 2 + column * (side + 2)
+    return picture[:, top : top + side, left : left + side]
+
+
+def test_task_grids_show_degraded_restored_and_original_rows(task_run_dir, data_dir):
+    """samples.png: the first 4 training images, degraded (row 1), restored (row 2) and as they are (row 3)."""
+    with Image.open(task_run_dir / "samples.png") as image:
+        assert image.size == (4 * 58 + 2, 3 * 58 + 2)
+        picture = torch.from_numpy(np.array(image.convert("L"), dtype=np.float32))[None] / 255  # (1, H, W)
+    dataset = make_dataset("digits", split="train", data_dir=data_dir, num_images=64, seed=0)
+    for column in range(4):
+        original = F.interpolate(dataset[column][0][None], scale_factor=2, mode="nearest")[0]  # (1, 56, 56)
+        assert (cell(picture, 2, column) - original).abs().max() <= 1 / 255 + 1e-6, f"original {column}"
+        assert (cell(picture, 0, column) - original).abs().mean() > 0.05, "row 1 must show the degraded image"
+    with Image.open(task_run_dir / "samples" / "step_000002.png") as early:
+        assert early.size == (4 * 58 + 2, 3 * 58 + 2)
+
+
+def test_triplet_rows_put_each_image_above_its_other_versions():
+    first, second, third = (torch.full((10, 1, 2, 2), value) for value in (-1.0, 0.5, 1.0))
+    first[:, 0, 0, 0] = torch.arange(10) / 10
+    images, per_row = triplet_rows(first, second, third, columns=8)
+    assert per_row == 8 and images.shape == (2 * 3 * 8, 1, 2, 2)  # two groups of three rows
+    assert torch.equal(images[:8], first[:8]) and torch.equal(images[8:16], second[:8])
+    assert torch.equal(images[16:24], third[:8]) and torch.equal(images[24:26], first[8:])
+    assert torch.equal(images[26:32], torch.zeros(6, 1, 2, 2)), "a partial group is padded with grey (0)"
+    assert triplet_rows(first[:3], second[:3], third[:3])[1] == 3
+
+
+def test_image_conditioned_passes_the_condition_and_repeats_it_for_a_doubled_batch():
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        num_classes = 10
+
+        def forward(self, x, t, class_labels=None, cond=None):
+            calls.append((class_labels, cond))
+            return x
+
+    cond = torch.randn(2, 1, 4, 4)
+    wrapped = ImageConditioned(Recorder(), cond)
+    assert wrapped.num_classes == 10
+    wrapped(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.int64))
+    assert calls[-1][0] is None and torch.equal(calls[-1][1], cond)
+    wrapped(torch.zeros(4, 1, 4, 4), torch.zeros(4, dtype=torch.int64), torch.arange(4))  # a guided batch
+    assert torch.equal(calls[-1][1], torch.cat([cond, cond]))
+    with pytest.raises(RuntimeError, match="cond"):
+        ImageConditioned(Recorder())(torch.zeros(1, 1, 4, 4), torch.zeros(1, dtype=torch.int64))
+
+
+def test_the_degradation_draws_from_the_training_generator_before_each_step(tiny, tmp_path, monkeypatch):
+    """condition_pair(images, task, generator) draws first (denoise: one randn like the batch); training_step
+    then gets its x0, the same generator, and a model that hands its cond to the U-Net."""
+    events = []
+    real_pair, real_step = reference_degradations.condition_pair, reference_train.training_step
+
+    def pair(images, task, generator):
+        events.append(("pair", images.clone(), task, generator, generator.get_state()))
+        x0, cond = real_pair(images, task, generator)
+        events.append(("paired", x0, cond))
+        return x0, cond
+
+    def step(model, x0, schedule, *, generator, **options):
+        events.append(("step", model, x0, model.cond, generator, generator.get_state()))
+        return real_step(model, x0, schedule, generator=generator, **options)
+
+    monkeypatch.setattr(reference_degradations, "condition_pair", pair)
+    monkeypatch.setattr(reference_train, "training_step", step)
+    assert main(tiny(tmp_path / "drawn", "--task", "denoise", "--sample-every", "0", steps=2)) == 0
+    # First the sample grids' fixed inputs (4 images, their own generator), then one pair per step.
+    assert [event[0] for event in events] == ["pair", "paired"] + ["pair", "paired", "step"] * 2
+    grid_images, grid_generator = events[0][1], events[0][3]
+    assert grid_images.shape == (4, 1, 28, 28)
+    (_, images, task, generator, before), (_, x0, cond), (_, model, given_x0, given_cond, step_generator, after) = \
+        events[2:5]
+    assert task == "denoise" and images.shape == (8, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    assert generator is step_generator and generator is not grid_generator
+    assert torch.equal(given_x0, x0) and torch.equal(given_cond, cond)
+    assert isinstance(model, ImageConditioned)
+    expected = torch.Generator().set_state(before)
+    torch.randn((8, 1, 28, 28), generator=expected)  # add_gaussian_noise's one draw
+    assert torch.equal(after, expected.get_state()), "the degradation must draw once, before training_step"
+
+
+def test_interrupt_then_resume_is_bit_identical_with_a_task(task_run_dir, tiny, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "task_resumed"
+    resumed = interrupt_then_resume(out, tiny(out, "--task", "denoise"), monkeypatch, capsys)
+    assert resumed["config"]["task"] == "denoise"
+    assert_same_run(task_run_dir, out)
+
+
+@pytest.mark.parametrize("which, change", [("task", "deblur"), ("plain", "denoise")], ids=["changed", "added"])
+def test_resume_keeps_the_task(task_run_dir, run_dir, capsys, which, change):
+    out = task_run_dir if which == "task" else run_dir
+    with pytest.raises(SystemExit) as stopped:
+        main(["--resume", "--out", str(out), "--task", change])
+    assert stopped.value.code == 2
+    assert "argument --task" in capsys.readouterr().err
+
+
+def test_a_task_with_channels_last_trains(tiny, tmp_path):
+    out = tmp_path / "channels_last"
+    assert main(tiny(out, "--task", "superres", "--channels-last", "--sample-every", "0", steps=1)) == 0
+    assert load(out / "last.pt")["model_config"]["cond_channels"] == 1 and (out / "samples.png").is_file()
+
+
+def test_task_and_class_conditional_are_not_combined(tiny, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(tiny(tmp_path / "both", "--task", "deblur", "--class-conditional"))
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --task" in err and "--class-conditional" in err
+    assert not (tmp_path / "both").exists()
+
+
+def test_a_stub_condition_pair_is_not_attempted_yet(tiny, tmp_path, monkeypatch, capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Phase 5.5 · condition_pair — see IMPLEMENTATION_GUIDE.md §5.5")
+
+    monkeypatch.setattr(reference_degradations, "condition_pair", stub)
+    out = tmp_path / "stub"
+    assert main(tiny(out, "--task", "jpeg", steps=1)) == 1
+    err = capsys.readouterr().err
+    assert "train.py: error: not attempted yet: Phase 5.5 · condition_pair" in err
+    assert "--task" in err and "Traceback" not in err
+    assert not out.exists(), "the stub is found before the run writes anything"
+
+
 def write_pictures(folder: Path, count: int) -> None:
     folder.mkdir(parents=True)
     for index in range(count):
@@ -405,9 +569,10 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         (["--class-conditional", "--p-uncond", "1.5"], "--p-uncond"),
         (["--p-uncond", "-0.1"], "--p-uncond"),
         (["--sample-guidance", "-1"], "--sample-guidance"),
+        (["--task", "sharpen"], "--task"),
     ],
     ids=["dataset", "steps-0", "lr-negative", "prediction", "steps-and-epochs", "channel-mults", "ema-decay", "impl",
-         "p-uncond-above-1", "p-uncond-negative", "sample-guidance"],
+         "p-uncond-above-1", "p-uncond-negative", "sample-guidance", "task"],
 )
 def test_bad_flags_exit_2_naming_the_flag(bad, named, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
@@ -436,7 +601,7 @@ def test_help_lists_every_flag(capsys):
                  "--resume", "--sample-every", "--sample-steps", "--checkpoint-every", "--num-images",
                  "--base-channels", "--channel-mults", "--num-res-blocks", "--attention-levels", "--dropout",
                  "--impl", "--time-limit", "--channels-last", "--compile", "--class-conditional", "--p-uncond",
-                 "--sample-guidance"):
+                 "--sample-guidance", "--task", "deblur", "superres"):
         assert name in text, f"--help does not mention {name}"
 
 
