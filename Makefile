@@ -6,7 +6,8 @@
 #   make grade [PHASE=1]   grade your own files (points per phase, one reason per failing check)
 #   make stubs             maintainers: regenerate the learner files from solutions/
 #   make mutants           maintainers: show which check catches each deliberate mistake
-#   make bench             measure the default U-Net against the course baseline (benchmarks/)
+#   make bench             measure the default U-Net against the course baseline, and DDPM against
+#                          DDIM sampling (benchmarks/)
 #   make setup | clean
 
 PYTHON ?= python3
@@ -55,6 +56,7 @@ mutants: setup
 
 bench: setup
 	$(PY) -m benchmarks.bench_unet
+	$(PY) -m benchmarks.bench_sampling
 
 clean:
 	rm -rf runs results.json .pytest_cache
