@@ -277,7 +277,9 @@ def run_mutant(mutant: Mutant) -> MutantVerdict:
     """Grade ``mutant`` as a submission and judge whether its mistake was named."""
     with TemporaryDirectory(prefix="mutant-") as folder:
         build_submission(mutant, Path(folder))
-        return judge(mutant, run_phase(mutant.phase, submission=Path(folder), check_timeout=60))
+        # One torch thread per process: two mutants run at once, and oversubscribed cores slow torch
+        # down far more than they should.
+        return judge(mutant, run_phase(mutant.phase, submission=Path(folder), check_timeout=60, threads=1))
 
 
 def run_all(mutants: tuple[Mutant, ...] = MUTANTS, workers: int = 2) -> list[MutantVerdict]:

@@ -143,8 +143,13 @@ def run_phase(
     check_timeout: float = 30.0,
     phase_timeout: float = 600.0,
     extra_paths: tuple[Path, ...] = (),
+    threads: int | None = None,
 ) -> PhaseResult:
-    """Grade one phase in a fresh pytest process; never raises for learner problems."""
+    """Grade one phase in a fresh pytest process; never raises for learner problems.
+
+    ``threads`` caps torch's CPU threads in that process (None: torch's default), for
+    callers that run several phases at once on a small machine.
+    """
     import time
 
     result = PhaseResult(phase)
@@ -155,6 +160,8 @@ def run_phase(
             check_timeout=check_timeout, extra_paths=extra_paths,
         )
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # leave submissions untouched
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
         start = time.monotonic()
         try:
             process = subprocess.run(
