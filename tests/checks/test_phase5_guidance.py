@@ -137,7 +137,12 @@ def guidance_inputs():
 
 def sampling_time_dropout(got: torch.Tensor, conditional: torch.Tensor, unconditional: torch.Tensor,
                           expected: torch.Tensor) -> list[torch.Tensor]:
-    """If some images got the unconditional output instead of the guided one: that output, else nothing."""
+    """If some images got the unconditional output instead of the guided one: that output, else nothing.
+
+    Built from the learner's output on purpose: which images lose their label depends on the
+    learner's own draws, so the pattern (each image either right or unconditional) is what is
+    recognised. It names the mistake only; the check fails on the numbers either way.
+    """
     if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
         return []
     close = lambda a, b: torch.isclose(a, b, rtol=1e-6, atol=1e-9).flatten(1).all(dim=1)  # noqa: E731
