@@ -6,6 +6,7 @@
 #   make grade [PHASE=1]   grade your own files (points per phase, one reason per failing check)
 #   make stubs             maintainers: regenerate the learner files from solutions/
 #   make mutants           maintainers: show which check catches each deliberate mistake
+#   make eval              measure the demo model's samples (evaluate.py; after make demo)
 #   make bench             measure the default U-Net against the course baseline, and DDPM against
 #                          DDIM sampling (benchmarks/)
 #   make setup | clean
@@ -17,7 +18,7 @@ PY := $(VENV)/bin/python
 # requirements.txt changes, make sees it is newer and installs again.
 STAMP := $(VENV)/.installed-requirements.txt
 
-.PHONY: setup demo test grade stubs mutants bench clean
+.PHONY: setup demo test grade stubs mutants bench eval clean
 
 setup: $(STAMP)
 
@@ -53,6 +54,11 @@ stubs: setup
 
 mutants: setup
 	$(PY) -m grading.mutants
+
+# Sample quality of the demo model: classifier accuracy, Fréchet distance against its floor,
+# precision and recall (trains the classifier into data/classifiers/ on first use).
+eval: setup
+	$(PY) evaluate.py --impl solutions --checkpoint runs/demo/last.pt --num-samples 500
 
 bench: setup
 	$(PY) -m benchmarks.bench_unet
