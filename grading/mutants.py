@@ -188,8 +188,10 @@ MUTANTS: tuple[Mutant, ...] = (
     _m("timesteps in ascending order", DF, "timesteps_ascending",
        ("return ascending.long().flip(0)", "return ascending.long()"), phase=4),
     _m("loop drops clip_x0", DF, "loop_clip_ignored",
-       ("model_predictions(output, x, t, schedule, prediction, clip_x0)",
-        "model_predictions(output, x, t, schedule, prediction)"), phase=4),
+       ("        x0_hat, eps_hat = model_predictions(output, x, t, schedule, prediction, clip_x0)\n"
+        "        if trajectory is not None:\n",
+        "        x0_hat, eps_hat = model_predictions(output, x, t, schedule, prediction)\n"
+        "        if trajectory is not None:\n"), phase=4),
     # Phase 5: class conditioning and guidance
     _m("null label 0 when labels are None", UN, "null_class_collides",
        ("class_labels = torch.full((time_emb.shape[0],), num_classes, dtype=torch.int64",
