@@ -65,11 +65,12 @@ from solutions.sample import (
     draw_samples,
     load_model,
     read_checkpoint,
+    resolve_impl_and_device,
     unreadable_reason,
     write_grid,
 )
-from solutions.trainer import _float_in, _int_at_least, atomic_write, flag
-from solutions.utils import DEVICES, IMPLEMENTATIONS, import_impl, pick_device, resolve_impl, seed_everything
+from solutions.trainer import atomic_write, flag, float_in, int_at_least
+from solutions.utils import DEVICES, IMPLEMENTATIONS, import_impl, seed_everything
 
 #: What metrics.json says it is (its "format" field).
 METRICS_FORMAT = "diffusion-exercises/evaluate.py metrics"
@@ -152,23 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "and guidance scale are read from it)")
 
     sampling = parser.add_argument_group("sampling (with --checkpoint)")
-    sampling.add_argument("--num-samples", default=None, type=_int_at_least(2), metavar="N",
+    sampling.add_argument("--num-samples", default=None, type=int_at_least(2), metavar="N",
                           help=f"images to sample (default: {DEFAULT_NUM_SAMPLES}); with --samples, measure the "
                           "file's first N (default: all). Each reference set (held-out, training) has N images too")
     sampling.add_argument("--sampler", default=None, choices=SAMPLERS, help="the sampler (default: ddim)")
-    sampling.add_argument("--steps", default=None, type=_int_at_least(1), metavar="S",
+    sampling.add_argument("--steps", default=None, type=int_at_least(1), metavar="S",
                           help=f"network calls per image, at most T (default: {DEFAULT_DDIM_STEPS} for ddim, "
                           "T for ddpm)")
-    sampling.add_argument("--guidance-scale", default=None, type=_float_in(0.0, low_open=False), metavar="W",
+    sampling.add_argument("--guidance-scale", default=None, type=float_in(0.0, low_open=False), metavar="W",
                           help="class-conditional models: the classifier-free guidance scale w (0: unconditional, "
                           f"1: plain conditional; default: {DEFAULT_GUIDANCE_SCALE:g}); the classes are cycled, so "
                           "each has N / K samples")
     sampling.add_argument("--sweep", default=None, type=_guidance_scales, metavar="W1,W2,…",
                           help="class-conditional models: also measure at each of these scales, such as 0,1,2,3,5 "
                           "(every scale from the same noise); writes sweep.md and sweep.png")
-    sampling.add_argument("--batch-size", default=None, type=_int_at_least(1), metavar="B",
+    sampling.add_argument("--batch-size", default=None, type=int_at_least(1), metavar="B",
                           help=f"images sampled at once (default: {DEFAULT_BATCH_SIZE})")
-    sampling.add_argument("--seed", default=None, type=_int_at_least(0), metavar="S",
+    sampling.add_argument("--seed", default=None, type=int_at_least(0), metavar="S",
                           help=f"seed of the sampling noise (default: {DEFAULT_SEED}); the real images do not "
                           "depend on it: N of each split for the checkpoint's data seed (the digits: the first N "
                           "drawn)")
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="sample with the trained weights as they are rather than their EMA")
 
     metrics = parser.add_argument_group("metrics")
-    metrics.add_argument("--knn", default=DEFAULT_KNN, type=_int_at_least(1), metavar="K",
+    metrics.add_argument("--knn", default=DEFAULT_KNN, type=int_at_least(1), metavar="K",
                          help="k of the k-nearest-neighbour balls of precision and recall (default: %(default)s)")
     metrics.add_argument("--data-dir", default=None, metavar="DIR",
                          help="where the dataset is, and its classifiers/ cache (default: the checkpoint's "
@@ -209,14 +210,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
     """The checked flags (impl and device resolved) and the parser, for later errors."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        args.impl = resolve_impl(args.impl)
-    except ValueError as error:
-        parser.error(str(error))
-    try:
-        args.device = pick_device(args.device)
-    except ValueError as error:
-        parser.error(f"argument --device: {error}")
+    resolve_impl_and_device(args, parser)
     if args.samples is not None:
         for name in SAMPLING_FLAGS:
             if getattr(args, name) not in (None, False):

@@ -47,8 +47,8 @@ from diffusion import SAMPLERS, SPACINGS, VARIANCES
 from trainer import (
     CHECKPOINT_FORMAT,
     ImageConditioned,
-    _float_in,
-    _int_at_least,
+    float_in,
+    int_at_least,
     _task_names,
     atomic_write,
     flag,
@@ -165,10 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--sampler", default="ddim", choices=SAMPLERS,
                           help="ddpm: ancestral sampling; ddim: fewer, larger steps (default: %(default)s)")
-    sampling.add_argument("--steps", default=None, type=_int_at_least(1), metavar="N",
+    sampling.add_argument("--steps", default=None, type=int_at_least(1), metavar="N",
                           help=f"network calls per image, at most T (the checkpoint's --timesteps); "
                           f"default: {DEFAULT_DDIM_STEPS} for ddim, T for ddpm")
-    sampling.add_argument("--eta", default=None, type=_float_in(0.0, 1.0, low_open=False, high_open=False),
+    sampling.add_argument("--eta", default=None, type=float_in(0.0, 1.0, low_open=False, high_open=False),
                           metavar="ETA", help="ddim only: η, the noise of each step, from 0 (deterministic) to 1 "
                           "(as much as DDPM); default: 0")
     sampling.add_argument("--variance", default=None, choices=VARIANCES,
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="the classes to draw: one, such as 3, a list such as 0,2,4, or all (the "
                               "default); the images cycle through them")
     scale = conditioning.add_mutually_exclusive_group()
-    scale.add_argument("--guidance-scale", default=None, type=_float_in(0.0, low_open=False), metavar="W",
+    scale.add_argument("--guidance-scale", default=None, type=float_in(0.0, low_open=False), metavar="W",
                        help="classifier-free guidance scale w: 1 = plain conditional, 0 = unconditional, "
                        f"> 1 = more like the class (default: {DEFAULT_GUIDANCE_SCALE:g})")
     scale.add_argument("--guidance-grid", default=None, type=_scales, metavar="W1,W2,…",
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "degradations.degrade, then restored; the grid's rows are degraded, restored, "
                         "original (three rows per group of up to 8 images), and the mean PSNR and SSIM of "
                         "restored and of degraded vs original are printed. Needs --from-dataset")
-    images.add_argument("--from-dataset", default=None, type=_int_at_least(1), metavar="N",
+    images.add_argument("--from-dataset", default=None, type=int_at_least(1), metavar="N",
                         help="with --task or --inpaint: take N images of the test split of the checkpoint's "
                         "dataset, the same N every time (the digits are drawn with the run's --seed, the other "
                         "datasets keep a subset seeded with it); --num-samples is then not used")
@@ -220,17 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"with --inpaint: what is hidden: {', '.join(MASK_PRESETS)} (the left half, the "
                         "centre square of half the side, random strokes drawn with --seed) or a PNG file, "
                         f"resized to the images, white = known, black = filled in (default: {DEFAULT_MASK})")
-    images.add_argument("--resample", default=None, type=_int_at_least(1), metavar="U",
+    images.add_argument("--resample", default=None, type=int_at_least(1), metavar="U",
                         help="with --inpaint: RePaint's tries per step, going back up with fresh noise between "
                         "them; more blends the seams better, at U times the cost (default: 1)")
 
     output = parser.add_argument_group("output")
-    output.add_argument("--num-samples", default=None, type=_int_at_least(1), metavar="N",
+    output.add_argument("--num-samples", default=None, type=int_at_least(1), metavar="N",
                         help=f"how many images (default: {DEFAULT_NUM_SAMPLES})")
-    output.add_argument("--batch-size", default=64, type=_int_at_least(1), metavar="B",
+    output.add_argument("--batch-size", default=64, type=int_at_least(1), metavar="B",
                         help="images sampled at once (default: %(default)s); the images depend on it, "
                         "since the batches take their noise from one generator in turn")
-    output.add_argument("--seed", default=0, type=_int_at_least(0), metavar="S",
+    output.add_argument("--seed", default=0, type=int_at_least(0), metavar="S",
                         help="seed of all the noise (default: %(default)s)")
     output.add_argument("--out", default=None, metavar="FILE",
                         help="the grid of samples, .png (or .jpg, .webp); default: "
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--gif", default=None, metavar="FILE",
                         help="also write the reverse process of the first batch (up to "
                         f"{GIF_IMAGES} images) as an animated .gif: x_t beside the predicted x̂_0")
-    output.add_argument("--gif-frames", default=40, type=_int_at_least(2), metavar="F",
+    output.add_argument("--gif-frames", default=40, type=int_at_least(2), metavar="F",
                         help="frames of the animation, at most N + 1: F − 1 evenly spread steps, then "
                         "the samples (default: %(default)s)")
     output.add_argument("--save-tensor", default=None, metavar="FILE",
@@ -278,10 +278,8 @@ def _scales(text: str) -> tuple[float, ...]:
     return scales
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
-    """The checked flags (impl and device resolved) and the parser, for later errors."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def resolve_impl_and_device(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Replace args.impl and args.device by the checked choices; a bad one is a flag error (exit 2)."""
     try:
         args.impl = resolve_impl(args.impl)
     except ValueError as error:
@@ -290,6 +288,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
         args.device = pick_device(args.device)
     except ValueError as error:
         parser.error(f"argument --device: {error}")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
+    """The checked flags (impl and device resolved) and the parser, for later errors."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resolve_impl_and_device(args, parser)
     if args.out is not None and Path(args.out).suffix.lower() not in GRID_FORMATS:
         parser.error(f"argument --out: the grid must be a {', '.join(GRID_FORMATS)} file; got {args.out!r}")
     if args.gif is not None and Path(args.gif).suffix.lower() != ".gif":

@@ -90,7 +90,7 @@ def flag(dest: str) -> str:
 # -- argument types: each raises ArgumentTypeError, which argparse reports as "argument --flag: …"
 
 
-def _int_at_least(minimum: int):
+def int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -104,7 +104,7 @@ def _int_at_least(minimum: int):
     return parse
 
 
-def _float_in(low: float, high: float | None = None, *, low_open: bool = True, high_open: bool = True):
+def float_in(low: float, high: float | None = None, *, low_open: bool = True, high_open: bool = True):
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -122,7 +122,7 @@ def _float_in(low: float, high: float | None = None, *, low_open: bool = True, h
     return parse
 
 
-def _int_list(allow_empty: bool):
+def int_list(allow_empty: bool):
     def parse(text: str) -> tuple[int, ...]:
         parts = [part.strip() for part in text.split(",") if part.strip()]
         try:
@@ -231,14 +231,14 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(data, "--data-dir", default="data", metavar="DIR", help="where datasets are stored (default: %(default)s)")
     add(data, "--download", default=False, action="store_true",
         help="download the dataset into --data-dir if it is not there (MNIST, Fashion-MNIST, CIFAR-10)")
-    add(data, "--image-size", default=None, type=_int_at_least(4), metavar="PX",
+    add(data, "--image-size", default=None, type=int_at_least(4), metavar="PX",
         help="resize images to PX×PX (default: the dataset's own size); must be divisible by "
         "2^(levels − 1) of the U-Net")
-    add(data, "--num-images", default=None, type=_int_at_least(1), metavar="N",
+    add(data, "--num-images", default=None, type=int_at_least(1), metavar="N",
         help="use only N images (quick runs; default: all)")
 
     diffusion = parser.add_argument_group("diffusion")
-    add(diffusion, "--timesteps", default=1000, type=_int_at_least(2), metavar="T",
+    add(diffusion, "--timesteps", default=1000, type=int_at_least(2), metavar="T",
         help="T, the number of diffusion steps (default: %(default)s)")
     add(diffusion, "--schedule", default=DEFAULT_SCHEDULE, choices=_schedule_names(), metavar="NAME",
         help="noise schedule: %(choices)s (default: %(default)s)")
@@ -246,42 +246,42 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="what the network outputs: the noise ε, the clean image x_0 or v = √ᾱ ε − √(1 − ᾱ) x_0 "
         "(default: %(default)s, which samples best with the cosine schedule)")
     add(diffusion, "--loss", default="l2", choices=LOSS_TYPES, help="per-pixel loss (default: %(default)s)")
-    add(diffusion, "--snr-gamma", default=None, type=_float_in(0.0), metavar="GAMMA",
+    add(diffusion, "--snr-gamma", default=None, type=float_in(0.0), metavar="GAMMA",
         help="weight the loss with Min-SNR-γ (Hang et al. 2023; 5 is usual); default: no weighting")
 
     optim = parser.add_argument_group("optimisation")
     length = optim.add_mutually_exclusive_group()
-    add(length, "--steps", default=None, type=_int_at_least(1), metavar="N",
+    add(length, "--steps", default=None, type=int_at_least(1), metavar="N",
         help=f"optimizer steps to train (default: {DEFAULT_STEPS}); not with --epochs")
-    add(length, "--epochs", default=None, type=_float_in(0.0), metavar="E",
+    add(length, "--epochs", default=None, type=float_in(0.0), metavar="E",
         help="train for E passes over the dataset instead (may be fractional); not with --steps")
-    add(optim, "--batch-size", default=DEFAULT_BATCH_SIZE, type=_int_at_least(1), metavar="B",
+    add(optim, "--batch-size", default=DEFAULT_BATCH_SIZE, type=int_at_least(1), metavar="B",
         help="images per forward pass (default: %(default)s); a step sees B × --grad-accum images")
-    add(optim, "--grad-accum", default=1, type=_int_at_least(1), metavar="K",
+    add(optim, "--grad-accum", default=1, type=int_at_least(1), metavar="K",
         help="accumulate the gradients of K batches per optimizer step (default: %(default)s)")
-    add(optim, "--lr", default=DEFAULT_LR, type=_float_in(0.0), metavar="LR",
+    add(optim, "--lr", default=DEFAULT_LR, type=float_in(0.0), metavar="LR",
         help="peak learning rate of AdamW (default: %(default)g); warm-up to it, then cosine decay "
         f"to {MIN_LR_RATIO:g} × LR at the last step")
-    add(optim, "--warmup-steps", default=DEFAULT_WARMUP_STEPS, type=_int_at_least(0), metavar="N",
+    add(optim, "--warmup-steps", default=DEFAULT_WARMUP_STEPS, type=int_at_least(0), metavar="N",
         help="linear learning-rate warm-up (default: %(default)s)")
-    add(optim, "--weight-decay", default=0.0, type=_float_in(0.0, low_open=False), metavar="WD",
+    add(optim, "--weight-decay", default=0.0, type=float_in(0.0, low_open=False), metavar="WD",
         help="AdamW's decoupled weight decay (default: %(default)g, as in DDPM)")
-    add(optim, "--ema-decay", default=0.999, type=_float_in(0.0, 1.0, low_open=False), metavar="D",
+    add(optim, "--ema-decay", default=0.999, type=float_in(0.0, 1.0, low_open=False), metavar="D",
         help="the EMA's decay, reached after a warm-up min(D, (1 + step) / (10 + step)) "
         "(default: %(default)g)")
 
     model = parser.add_argument_group("model (the U-Net; unconditional until Phase 5)")
-    add(model, "--base-channels", type=_int_at_least(1), metavar="C",
+    add(model, "--base-channels", type=int_at_least(1), metavar="C",
         help=f"width of the first level ({model_default('base_channels')})")
-    add(model, "--channel-mults", type=_int_list(allow_empty=False), metavar="M1,M2,…",
+    add(model, "--channel-mults", type=int_list(allow_empty=False), metavar="M1,M2,…",
         help=f"width multipliers, one level each ({model_default('channel_mults', joined)})")
-    add(model, "--num-res-blocks", type=_int_at_least(1), metavar="N",
+    add(model, "--num-res-blocks", type=int_at_least(1), metavar="N",
         help=f"residual blocks per level ({model_default('num_res_blocks')})")
-    add(model, "--attention-levels", type=_int_list(allow_empty=True), metavar="L1,…",
+    add(model, "--attention-levels", type=int_list(allow_empty=True), metavar="L1,…",
         help=f"levels with self-attention, '' for none ({model_default('attention_levels', joined)})")
-    add(model, "--num-heads", type=_int_at_least(1), metavar="H",
+    add(model, "--num-heads", type=int_at_least(1), metavar="H",
         help=f"attention heads ({model_default('num_heads')})")
-    add(model, "--dropout", type=_float_in(0.0, 1.0, low_open=False), metavar="P",
+    add(model, "--dropout", type=float_in(0.0, 1.0, low_open=False), metavar="P",
         help=f"dropout in the residual blocks ({model_default('dropout')})")
 
     conditioning = parser.add_argument_group(
@@ -291,11 +291,11 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="give the U-Net the dataset's class labels (a K + 1-row class embedding, row K the null "
         "label), for classifier-free guidance; needs a labelled dataset (not an unlabelled folder)")
     add(conditioning, "--p-uncond", default=DEFAULT_P_UNCOND,
-        type=_float_in(0.0, 1.0, low_open=False, high_open=False), metavar="P",
+        type=float_in(0.0, 1.0, low_open=False, high_open=False), metavar="P",
         help="with --class-conditional: the probability that an image is trained with the null label "
         "instead of its own (drop_labels; default: %(default)g). Each batch first draws its dropout "
         "from the training generator, then training_step draws its t and noise")
-    add(conditioning, "--sample-guidance", default=DEFAULT_SAMPLE_GUIDANCE, type=_float_in(0.0, low_open=False),
+    add(conditioning, "--sample-guidance", default=DEFAULT_SAMPLE_GUIDANCE, type=float_in(0.0, low_open=False),
         metavar="W", help="with --class-conditional: the guidance scale w of the sample grids, whose "
         "column j shows class j (default: %(default)g; 1 = plain conditional, 0 = unconditional)")
 
@@ -319,23 +319,23 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="channels-last memory layout (any device; about 10%% faster on CPUs and GPUs)")
     add(speed, "--compile", default=False, action="store_true",
         help="torch.compile the model (CUDA only; ignored elsewhere)")
-    add(speed, "--num-workers", default=0, type=_int_at_least(0), metavar="N",
+    add(speed, "--num-workers", default=0, type=int_at_least(0), metavar="N",
         help="DataLoader worker processes (default: %(default)s; exact resume needs 0 when the "
         "dataset augments at random)")
 
     output = parser.add_argument_group("output")
     add(output, "--out", default=None, metavar="DIR",
         help="the run's folder (default: runs/DATASET)")
-    add(output, "--sample-every", default=500, type=_int_at_least(0), metavar="N",
+    add(output, "--sample-every", default=500, type=int_at_least(0), metavar="N",
         help="every N steps write samples/step_NNNNNN.png from the EMA weights, 0 = never "
         "(default: %(default)s)")
-    add(output, "--sample-steps", default=50, type=_int_at_least(1), metavar="N",
+    add(output, "--sample-steps", default=50, type=int_at_least(1), metavar="N",
         help="DDIM steps per sample grid (default: %(default)s)")
-    add(output, "--num-samples", default=64, type=_int_at_least(1), metavar="N",
+    add(output, "--num-samples", default=64, type=int_at_least(1), metavar="N",
         help="images per sample grid (default: %(default)s)")
-    add(output, "--checkpoint-every", default=0, type=_int_at_least(0), metavar="N",
+    add(output, "--checkpoint-every", default=0, type=int_at_least(0), metavar="N",
         help="every N steps keep step_NNNNNN.pt besides last.pt, 0 = never (default: %(default)s)")
-    add(output, "--save-every", default=100, type=_int_at_least(0), metavar="N",
+    add(output, "--save-every", default=100, type=int_at_least(0), metavar="N",
         help="refresh last.pt every N steps, so a crash loses at most N steps; 0 = only at the end "
         "and on Ctrl-C (default: %(default)s)")
 
@@ -346,9 +346,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         "--sample-guidance may change")
     add(run, "--overwrite", default=False, action="store_true",
         help="start afresh even if --out already holds a run (its checkpoints, grids and log are replaced)")
-    add(run, "--time-limit", default=None, type=_float_in(0.0), metavar="MIN",
+    add(run, "--time-limit", default=None, type=float_in(0.0), metavar="MIN",
         help="stop cleanly (saving, sampling) after MIN minutes of training")
-    add(run, "--seed", default=0, type=_int_at_least(0), metavar="S",
+    add(run, "--seed", default=0, type=int_at_least(0), metavar="S",
         help="seed of the weights, the data order and the noise (default: %(default)s)")
     add(run, "--impl", default=None, choices=IMPLEMENTATIONS,
         help="whose code to run: your files (learner) or the reference (solutions); "
