@@ -7,8 +7,8 @@
 #   make stubs             maintainers: regenerate the learner files from solutions/
 #   make mutants           maintainers: show which check catches each deliberate mistake
 #   make eval              measure the demo model's samples (evaluate.py; after make demo)
-#   make bench             measure the default U-Net against the course baseline, and DDPM against
-#                          DDIM sampling (benchmarks/)
+#   make bench             every benchmark, one markdown table (about 30 min; runs/bench/report.md):
+#                          U-Net and sampling speed, grading and make test wall time, time to quality
 #   make setup | clean
 
 PYTHON ?= python3
@@ -61,8 +61,7 @@ eval: setup
 	$(PY) evaluate.py --impl solutions --checkpoint runs/demo/last.pt --num-samples 500
 
 bench: setup
-	$(PY) -m benchmarks.bench_unet
-	$(PY) -m benchmarks.bench_sampling
+	$(PY) -m benchmarks.run_all --out runs/bench/report.md
 
 clean:
 	rm -rf runs results.json .pytest_cache

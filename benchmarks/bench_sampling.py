@@ -49,7 +49,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from benchmarks.bench_unet import int_at_least, load_average, machine_description, seed_everything
+from benchmarks.bench_unet import int_at_least, load_average, machine_description, seed_everything, write_outputs
 from solutions.diffusion import ddim_sample, ddpm_sample
 from solutions.noise_schedule import NoiseSchedule
 from solutions.unet import UNet, count_parameters
@@ -202,10 +202,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of x_T and of DDPM's noise (default 0)")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown report to this file")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the measured figures to this JSON file (for run_all)"
+    )
     args = parser.parse_args(argv)
 
-    if args.out is not None and args.out.is_dir():
-        parser.error(f"--out {args.out} is a folder; give a file name such as {args.out / 'bench_sampling.md'}")
+    for flag, path, example in (("--out", args.out, "bench_sampling.md"), ("--json", args.json, "bench_sampling.json")):
+        if path is not None and path.is_dir():
+            parser.error(f"{flag} {path} is a folder; give a file name such as {path / example}")
 
     path = DEFAULT_CHECKPOINT if args.checkpoint is None else args.checkpoint
     if args.checkpoint is None and not path.exists():
@@ -366,6 +370,32 @@ def format_report(
     return "\n".join(lines) + "\n"
 
 
+def results(args: argparse.Namespace, samplers: list[Sampler], threads: int, load: float | None) -> dict:
+    """The figures of the report, for ``--json``: both samplers and the measured and ideal ratios."""
+    ddpm, ddim = samplers
+
+    def sampler_figures(sampler: Sampler) -> dict:
+        return {
+            "label": sampler.label,
+            "steps": sampler.steps,
+            "seconds_per_batch": sampler.seconds,
+            "images_per_s": sampler.images_per_second(args.batch_size),
+        }
+
+    return {
+        "benchmark": "bench_sampling",
+        "model": args.setup.source,
+        "from_checkpoint": args.setup.from_checkpoint,
+        "batch_size": args.batch_size,
+        "ddpm": sampler_figures(ddpm),
+        "ddim": sampler_figures(ddim),
+        "speedup": ddim.images_per_second(args.batch_size) / ddpm.images_per_second(args.batch_size),
+        "ideal_speedup": ddpm.steps / ddim.steps,
+        "threads": threads,
+        "load_average": load,
+    }
+
+
 # ---------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------
@@ -392,10 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         run_interleaved(samplers, args.warmup, args.repeats)
     report = format_report(args, samplers, threads, load, time.perf_counter() - start)
     print(report, end="")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-        print(f"(report written to {args.out})", file=sys.stderr)
+    write_outputs(args, report, results(args, samplers, threads, load))
     return 0
 
 

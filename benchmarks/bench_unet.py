@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import random
@@ -162,10 +163,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the random batch (default 0)")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown report to this file")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the measured figures to this JSON file (for run_all)"
+    )
     args = parser.parse_args(argv)
 
-    if args.out is not None and args.out.is_dir():
-        parser.error(f"--out {args.out} is a folder; give a file name such as {args.out / 'bench_unet.md'}")
+    for flag, path, example in (("--out", args.out, "bench_unet.md"), ("--json", args.json, "bench_unet.json")):
+        if path is not None and path.is_dir():
+            parser.error(f"{flag} {path} is a folder; give a file name such as {path / example}")
 
     args.diffusers_class, args.fallback_reason = None, ""
     if args.baseline in (None, "diffusers"):
@@ -422,6 +427,48 @@ def format_report(
     return "\n".join(lines) + "\n"
 
 
+def contender_figures(contender: Contender, batch_size: int) -> dict:
+    """What was measured about one model, as plain numbers (seconds, images per second)."""
+    return {
+        "label": contender.label,
+        "parameters": contender.parameters,
+        "macs_per_image": contender.macs,
+        "step_seconds": contender.step_time,
+        "train_images_per_s": batch_size / contender.step_time,
+        "forward_seconds": contender.forward_time,
+        "forward_images_per_s": batch_size / contender.forward_time,
+    }
+
+
+def results(
+    args: argparse.Namespace, default: Contender, baseline: Contender, threads: int, load: float | None
+) -> dict:
+    """The figures of the report, for ``--json``: both models, the ratios and the target."""
+    return {
+        "benchmark": "bench_unet",
+        "baseline_kind": args.baseline,
+        "batch_size": args.batch_size,
+        "channels_last": args.channels_last,
+        "default": contender_figures(default, args.batch_size),
+        "baseline": contender_figures(baseline, args.batch_size),
+        "train_speedup": baseline.step_time / default.step_time,
+        "forward_speedup": baseline.forward_time / default.forward_time,
+        "target_speedup": TARGET_SPEEDUP,
+        "threads": threads,
+        "load_average": load,
+    }
+
+
+def write_outputs(args: argparse.Namespace, report: str, figures: dict) -> None:
+    """Write the markdown report to ``--out`` and the figures to ``--json`` (each when given)."""
+    for path, text in ((args.out, report), (args.json, json.dumps(figures, indent=2) + "\n")):
+        if path is None:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"(written to {path})", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------
@@ -489,10 +536,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = format_report(args, default, baseline, threads, load)
     print(report, end="")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-        print(f"(report written to {args.out})", file=sys.stderr)
+    write_outputs(args, report, results(args, default, baseline, threads, load))
     return 0
 
 

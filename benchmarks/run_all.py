@@ -1,0 +1,639 @@
+"""Run every benchmark of the repository and write one markdown table.
+
+Usage (from the repository root):
+    python -m benchmarks.run_all                                # everything: about 30 minutes on two CPU cores
+    python -m benchmarks.run_all --out benchmarks/RESULTS.md    # also write the report to a file
+    python -m benchmarks.run_all --only unet,sampling           # some sections only
+    python -m benchmarks.run_all --skip make-test               # all but some
+    python -m benchmarks.run_all --threads 1                    # one torch thread everywhere (busy machines)
+
+The five sections, each run in its own process(es) so that one cannot slow down or
+break another, and each measured against a baseline from the same run where the
+question has one:
+
+* **unet**: training throughput of the default U-Net against the course baseline
+  (``bench_unet.py``: diffusers' ``UNet2DModel``, or its stand-in).
+* **sampling**: DDPM with all T steps against DDIM with 50 (``bench_sampling.py``),
+  on the demo checkpoint when ``make demo`` has written it.
+* **grading**: the wall time of the full grading suite on the reference,
+  ``python grade.py --impl solutions``, and its score (it must be full marks).
+* **make-test**: the wall time of ``make test`` (the whole test suite and the
+  notebooks) and whether it passed.
+* **quality**: time to quality. ``train.py --class-conditional`` trains the
+  default U-Net on the embedded digits for ``--quality-minutes`` (10) minutes, or
+  ``--quality-steps`` (2400, about as long on two idle cores), keeping a checkpoint
+  every ``--quality-every`` (50) steps; ``evaluate.py`` then measures the
+  classifier accuracy of class-conditional samples at guidance w = 3, checkpoint
+  after checkpoint, until two checkpoints in a row reach ``--target-accuracy``
+  (90%). The time to quality is the training time (``train_seconds`` of the
+  checkpoint: the optimisation steps only, not the sample grids or the saving)
+  of the first of those two. The last checkpoint is then measured on more
+  samples (``--final-samples``, 500): accuracy, Fréchet distance and its floor,
+  precision and recall.
+
+The report (stdout, and ``--out``) starts with one table, a row per measurement:
+what was measured, what it was compared with in the same run, the ratio, the
+target and whether it was met; then each section's details, and the machine.
+Logs, sub-reports and the quality run go to ``--work`` (``runs/bench``).
+
+The exit status is 0 when every section ran, 1 when one of them failed to run
+(its row says so and names its log), 2 for bad arguments. A missed target is a
+measurement, not a failure: its row says ``NOT met``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.bench_unet import int_at_least, load_average
+
+#: The sections in the order they run (the cheapest first).
+SECTIONS = ("unet", "sampling", "grading", "make-test", "quality")
+#: The issue's targets.
+TARGET_MINUTES_TO_QUALITY = 5.0
+TARGET_MAKE_TEST_MINUTES = 10.0
+#: Guidance scale of the time-to-quality measurement.
+QUALITY_GUIDANCE = 3.0
+NOT_APPLICABLE = "—"
+
+
+# ---------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------
+
+
+def section_list(text: str) -> tuple[str, ...]:
+    """An argparse ``type``: comma-separated section names, each one of SECTIONS."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in SECTIONS]
+    if not names or unknown:
+        shown = ", ".join(unknown) if unknown else repr(text)
+        raise argparse.ArgumentTypeError(f"unknown section {shown}; choose among {', '.join(SECTIONS)}")
+    return names
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type``: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {value:g}")
+    return value
+
+
+def positive_minutes(text: str) -> float:
+    """An argparse ``type``: a number of minutes > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes > 0, got {text!r}") from None
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes > 0, got {value:g}")
+    return value
+
+
+def flag_list(text: str) -> list[str]:
+    """An argparse ``type``: extra flags for a sub-command, split as a shell would."""
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"cannot split {text!r} into flags ({error})") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run_all",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--only", type=section_list, default=None, metavar="S1,S2",
+                       help=f"run only these sections, among {', '.join(SECTIONS)} (default: all)")
+    which.add_argument("--skip", type=section_list, default=None, metavar="S1,S2",
+                       help="run all sections but these")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="also write the markdown report to FILE")
+    parser.add_argument("--work", type=Path, default=Path("runs/bench"), metavar="DIR",
+                        help="logs, sub-reports and the quality run (default: %(default)s)")
+    parser.add_argument("--threads", type=int_at_least(1), default=None, metavar="N",
+                        help="torch threads of every sub-process (OMP_NUM_THREADS; default: torch's choice)")
+    parser.add_argument("--data-dir", default="data", metavar="DIR",
+                        help="datasets and the cached classifier of the quality section (default: %(default)s)")
+
+    quality = parser.add_argument_group("quality (time to quality)")
+    quality.add_argument("--quality-minutes", type=positive_minutes, default=10.0, metavar="MIN",
+                         help="minutes of training (train.py --time-limit; default: %(default)g)")
+    quality.add_argument("--quality-steps", type=int_at_least(1), default=2400, metavar="N",
+                         help="train.py --steps: the length of the learning-rate schedule; about 10 minutes "
+                         "on two idle cores, and --quality-minutes stops it sooner on a slower machine "
+                         "(default: %(default)s)")
+    quality.add_argument("--quality-every", type=int_at_least(1), default=50, metavar="N",
+                         help="keep a checkpoint every N steps (default: %(default)s)")
+    quality.add_argument("--target-accuracy", type=fraction, default=0.9, metavar="A",
+                         help="the accuracy at w = 3 to reach (default: %(default)g)")
+    quality.add_argument("--quality-samples", type=int_at_least(10), default=200, metavar="N",
+                         help="samples per intermediate checkpoint (default: %(default)s)")
+    quality.add_argument("--final-samples", type=int_at_least(10), default=500, metavar="N",
+                         help="samples for the last checkpoint's metrics (default: %(default)s)")
+
+    extra = parser.add_argument_group("extra flags for the sub-commands (quick looks and tests)")
+    extra.add_argument("--unet-args", type=flag_list, default=[], metavar="'FLAGS'",
+                       help="for bench_unet, e.g. '--baseline standin --steps 3'")
+    extra.add_argument("--sampling-args", type=flag_list, default=[], metavar="'FLAGS'",
+                       help="for bench_sampling, e.g. '--ddpm-steps 100 --repeats 1'")
+    extra.add_argument("--grade-args", type=flag_list, default=[], metavar="'FLAGS'",
+                       help="for grade.py, e.g. '--phase 1'")
+    extra.add_argument("--train-args", type=flag_list, default=[], metavar="'FLAGS'",
+                       help="for the quality section's train.py, e.g. '--steps 600'")
+    extra.add_argument("--eval-args", type=flag_list, default=[], metavar="'FLAGS'",
+                       help="for the quality section's evaluate.py, e.g. '--steps 25'")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, path in (("--out", args.out), ("--work", args.work)):
+        if path is not None and path.exists() and (path.is_dir() != (flag == "--work")):
+            wanted = "a folder" if flag == "--work" else "a file name"
+            parser.error(f"argument {flag}: {path} exists and is not {wanted}")
+    if args.only:
+        args.sections = tuple(name for name in SECTIONS if name in args.only)
+    else:
+        args.sections = tuple(name for name in SECTIONS if name not in (args.skip or ()))
+    if not args.sections:
+        parser.error(f"argument --skip: nothing left to run (the sections are {', '.join(SECTIONS)})")
+    return args
+
+
+# ---------------------------------------------------------------------------
+# Running the sub-commands
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the summary table."""
+
+    benchmark: str
+    measured: str
+    compared_with: str = NOT_APPLICABLE
+    ratio: str = NOT_APPLICABLE
+    target: str = NOT_APPLICABLE
+    verdict: str = NOT_APPLICABLE
+
+
+@dataclass
+class SectionResult:
+    """What a section adds to the report: table rows, details, and whether it ran."""
+
+    rows: list[Row] = field(default_factory=list)
+    details: str = ""
+    failed: bool = False
+
+
+@dataclass
+class Finished:
+    """A sub-command that ran: its exit status, wall seconds and where its output went."""
+
+    returncode: int
+    seconds: float
+    log: Path
+
+    def failure_row(self, benchmark: str) -> Row:
+        return Row(benchmark, f"**failed** (exit {self.returncode}; see {self.log.as_posix()})", verdict="failed")
+
+
+def child_environment(threads: int | None) -> dict[str, str]:
+    """The environment of the sub-processes: ours, with the thread count when one was asked for."""
+    environment = dict(os.environ)
+    if threads is not None:
+        environment["OMP_NUM_THREADS"] = str(threads)  # torch's default thread count follows it
+    return environment
+
+
+def run_logged(command: list[str], log: Path, threads: int | None) -> Finished:
+    """Run ``command`` with its stdout and stderr in ``log``; time it with the wall clock."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"$ {shlex.join(command)}   (log: {log.as_posix()})", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as handle:
+        completed = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=child_environment(threads))
+    seconds = time.perf_counter() - start
+    print(f"  exit {completed.returncode} after {minutes_and_seconds(seconds)}", file=sys.stderr, flush=True)
+    return Finished(completed.returncode, seconds, log)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def minutes_and_seconds(seconds: float) -> str:
+    """``75.4`` → ``1 min 15 s``; under a minute, ``42.1 s``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60:02d} s"
+
+
+def rate(value: float) -> str:
+    """Images per second with three significant digits (0.360, 7.82, 302)."""
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def verdict(met: bool, detail: str = "") -> str:
+    return "met" if met else f"**NOT met**{f' ({detail})' if detail else ''}"
+
+
+# ---------------------------------------------------------------------------
+# The sections
+# ---------------------------------------------------------------------------
+
+
+def python_module(module: str, *flags: str) -> list[str]:
+    return [sys.executable, "-m", module, *flags]
+
+
+def section_unet(args: argparse.Namespace) -> SectionResult:
+    """Training throughput: the default U-Net against the course baseline (bench_unet.py)."""
+    report, figures_path = args.work / "bench_unet.md", args.work / "bench_unet.json"
+    command = python_module("benchmarks.bench_unet", "--out", str(report), "--json", str(figures_path), *args.unet_args)
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    finished = run_logged(command, args.work / "bench_unet.log", args.threads)
+    name = "training throughput, default U-Net"
+    if finished.returncode != 0:
+        return SectionResult([finished.failure_row(name)], failed=True)
+    figures = read_json(figures_path)
+    return SectionResult([unet_row(figures)], report.read_text(encoding="utf-8"))
+
+
+def unet_row(figures: dict) -> Row:
+    default, baseline = figures["default"], figures["baseline"]
+    speedup, target = figures["train_speedup"], figures["target_speedup"]
+    baseline_name = "diffusers UNet2DModel" if figures["baseline_kind"] == "diffusers" else "stand-in of UNet2DModel"
+    return Row(
+        "training throughput, default U-Net",
+        f"{rate(default['train_images_per_s'])} img/s ({default['step_seconds'] * 1e3:.0f} ms per step of "
+        f"{figures['batch_size']})",
+        f"{baseline_name}: {rate(baseline['train_images_per_s'])} img/s",
+        f"{speedup:.1f}×",
+        f"≥ {target:g}×",
+        verdict(speedup >= target),
+    )
+
+
+def section_sampling(args: argparse.Namespace) -> SectionResult:
+    """Sampling throughput: DDIM with 50 steps against DDPM with all T (bench_sampling.py)."""
+    report, figures_path = args.work / "bench_sampling.md", args.work / "bench_sampling.json"
+    command = python_module(
+        "benchmarks.bench_sampling", "--out", str(report), "--json", str(figures_path), *args.sampling_args
+    )
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    finished = run_logged(command, args.work / "bench_sampling.log", args.threads)
+    name = "sampling throughput"
+    if finished.returncode != 0:
+        return SectionResult([finished.failure_row(name)], failed=True)
+    figures = read_json(figures_path)
+    return SectionResult([sampling_row(figures)], report.read_text(encoding="utf-8"))
+
+
+def sampling_row(figures: dict) -> Row:
+    ddpm, ddim = figures["ddpm"], figures["ddim"]
+    model = "demo checkpoint" if figures["from_checkpoint"] else "untrained UNet()"
+    return Row(
+        f"sampling throughput ({model}, batch {figures['batch_size']})",
+        f"DDIM {ddim['steps']} steps: {rate(ddim['images_per_s'])} img/s",
+        f"DDPM {ddpm['steps']} steps: {rate(ddpm['images_per_s'])} img/s",
+        f"{figures['speedup']:.1f}× (ideal {figures['ideal_speedup']:g}×)",
+    )
+
+
+def section_grading(args: argparse.Namespace) -> SectionResult:
+    """Wall time and score of ``grade.py --impl solutions`` (the whole grading suite on the reference)."""
+    results_path = args.work / "grade_results.json"
+    results_path.unlink(missing_ok=True)
+    command = [sys.executable, "grade.py", "--impl", "solutions", "--json", str(results_path), *args.grade_args]
+    finished = run_logged(command, args.work / "grade.log", args.threads)
+    row = grading_row(finished, read_json(results_path) if results_path.is_file() else None)
+    shown = shlex.join(["grade.py", "--impl", "solutions", *args.grade_args])
+    details = f"## Grading suite\n\n`{shown}`: exit {finished.returncode}; {row.measured}.\n"
+    return SectionResult([row], details, failed=not results_path.is_file())
+
+
+def grading_row(finished: Finished, results: dict | None) -> Row:
+    """The grading row: wall time, points and checks; full marks is the target (the reference must pass)."""
+    name = "grading suite on the reference (`grade.py --impl solutions`)"
+    if results is None:
+        return finished.failure_row(name)
+    tests = results["tests"]
+    points = sum(test["max_score"] for test in tests)
+    passed = sum(test["status"] == "passed" for test in tests)
+    full = finished.returncode == 0 and passed == len(tests) and results["score"] == points
+    return Row(
+        name,
+        f"{minutes_and_seconds(finished.seconds)}; {results['score']:g}/{points:g} points, "
+        f"{passed}/{len(tests)} checks passed",
+        target="full marks",
+        verdict=verdict(full, f"exit {finished.returncode}"),
+    )
+
+
+#: pytest's last line: "==== 932 passed, 5 skipped in 279.31s (0:04:39) ====".
+PYTEST_SUMMARY = re.compile(r"^=+ (?P<summary>\d+ \w+.*? in [\d.]+s(?: \([\d:]+\))?) =+$", re.MULTILINE)
+
+
+def pytest_summaries(output: str) -> list[str]:
+    """Every pytest summary line in ``output``, without the ``=`` rules (one per pytest run)."""
+    return [match.group("summary") for match in PYTEST_SUMMARY.finditer(output)]
+
+
+def section_make_test(args: argparse.Namespace) -> SectionResult:
+    """Wall time of ``make test``, with the summary line of each of its pytest runs."""
+    finished = run_logged(["make", "test"], args.work / "make_test.log", args.threads)
+    summaries = pytest_summaries(finished.log.read_text(encoding="utf-8", errors="replace"))
+    row = make_test_row(finished, summaries)
+    lines = ["## make test", "", f"`make test`: exit {finished.returncode} after "
+             f"{minutes_and_seconds(finished.seconds)}. Its pytest runs:", ""]
+    lines += [f"- {summary}" for summary in summaries] or ["- (no pytest summary found in the log)"]
+    return SectionResult([row], "\n".join(lines) + "\n")
+
+
+def make_test_row(finished: Finished, summaries: list[str]) -> Row:
+    passed = finished.returncode == 0
+    fast = finished.seconds <= TARGET_MAKE_TEST_MINUTES * 60
+    measured = minutes_and_seconds(finished.seconds) + (f"; {'; '.join(summaries)}" if summaries else "")
+    if not passed:
+        measured += f"; **exit {finished.returncode}** (see {finished.log.as_posix()})"
+    return Row(
+        "`make test` (tests, checks, mutants, notebooks)",
+        measured,
+        target=f"passes, ≤ {TARGET_MAKE_TEST_MINUTES:g} min",
+        verdict=verdict(passed and fast, "failed" if not passed else "slower"),
+    )
+
+
+# --- time to quality ---------------------------------------------------------
+
+
+@dataclass
+class QualityPoint:
+    """One evaluated checkpoint: training step, training minutes, and evaluate.py's metrics."""
+
+    step: int
+    minutes: float
+    metrics: dict
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics["accuracy"]
+
+
+def first_sustained(points: list[QualityPoint], target: float) -> QualityPoint | None:
+    """The first point whose accuracy and the next one's both reach ``target`` (None: no such pair).
+
+    Two in a row, so that one lucky evaluation of a few hundred samples (each
+    accuracy has a standard error of about 2 points) does not set the time.
+    """
+    for point, following in zip(points, points[1:]):
+        if point.accuracy >= target and following.accuracy >= target:
+            return point
+    return None
+
+
+def checkpoint_clock(path: Path) -> tuple[int, float]:
+    """(step, minutes of training) stored in a train.py checkpoint."""
+    import torch  # here, not at the top: the other sections never load torch in this process
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return int(state["step"]), float(state["train_seconds"]) / 60
+
+
+def step_checkpoints(run: Path) -> list[Path]:
+    """The run's step_NNNNNN.pt files, in the order of their steps."""
+    return sorted(run.glob("step_*.pt"))
+
+
+def train_quality_run(args: argparse.Namespace) -> tuple[Path, Finished]:
+    run = args.work / "quality_run"
+    command = [
+        sys.executable, "train.py", "--impl", "solutions", "--dataset", "digits", "--data-dir", args.data_dir,
+        "--class-conditional", "--channels-last", "--out", str(run), "--overwrite",
+        "--steps", str(args.quality_steps), "--time-limit", f"{args.quality_minutes:g}",
+        "--checkpoint-every", str(args.quality_every),
+        "--sample-every", "0", *args.train_args,
+    ]
+    return run, run_logged(command, args.work / "quality_train.log", args.threads)
+
+
+def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, num_samples: int) -> tuple[dict | None, Finished]:
+    """evaluate.py's metrics.json for ``checkpoint`` at w = 3 (None when evaluate.py failed)."""
+    out = args.work / "quality_eval" / f"{checkpoint.stem}_{num_samples}"
+    metrics_path = out / "metrics.json"
+    metrics_path.unlink(missing_ok=True)
+    command = [
+        sys.executable, "evaluate.py", "--impl", "solutions", "--checkpoint", str(checkpoint),
+        "--data-dir", args.data_dir, "--num-samples", str(num_samples),
+        "--guidance-scale", f"{QUALITY_GUIDANCE:g}", "--no-inception", "--out", str(out), *args.eval_args,
+    ]
+    finished = run_logged(command, out.with_suffix(".log"), args.threads)
+    metrics = read_json(metrics_path) if finished.returncode == 0 and metrics_path.is_file() else None
+    return metrics, finished
+
+
+def section_quality(args: argparse.Namespace) -> SectionResult:
+    """Train class-conditional, then find when accuracy at w = 3 reaches the target, and measure the end."""
+    run, trained = train_quality_run(args)
+    name = "time to quality"
+    if trained.returncode != 0 or not (run / "last.pt").is_file():
+        return SectionResult([trained.failure_row(name)], failed=True)
+    curve: list[QualityPoint] = []
+    for checkpoint in step_checkpoints(run):
+        metrics, finished = evaluate_checkpoint(args, checkpoint, args.quality_samples)
+        if metrics is None:
+            return SectionResult([finished.failure_row(name)], failed=True)
+        curve.append(QualityPoint(*checkpoint_clock(checkpoint), metrics))
+        print(f"  step {curve[-1].step}: {curve[-1].minutes:.2f} min, accuracy {curve[-1].accuracy:.1%}",
+              file=sys.stderr, flush=True)
+        if first_sustained(curve, args.target_accuracy):
+            break
+    metrics, finished = evaluate_checkpoint(args, run / "last.pt", args.final_samples)
+    if metrics is None:
+        return SectionResult([finished.failure_row("quality at the end of training")], failed=True)
+    final = QualityPoint(*checkpoint_clock(run / "last.pt"), metrics)
+    rows = [time_to_quality_row(args, curve), final_quality_row(final)]
+    return SectionResult(rows, quality_details(args, curve, final, trained))
+
+
+def time_to_quality_row(args: argparse.Namespace, curve: list[QualityPoint]) -> Row:
+    reached = first_sustained(curve, args.target_accuracy)
+    name = f"minutes of training to {args.target_accuracy:.0%} accuracy at w = {QUALITY_GUIDANCE:g}"
+    target = f"≤ {TARGET_MINUTES_TO_QUALITY:g} min"
+    if reached is None:
+        best = max(curve, key=lambda point: point.accuracy, default=None)
+        measured = "not reached" + (f" (best {best.accuracy:.1%} at {best.minutes:.1f} min)" if best else "")
+        return Row(name, measured, target=target, verdict=verdict(False))
+    return Row(
+        name,
+        f"{reached.minutes:.1f} min (step {reached.step}; {reached.accuracy:.1%} of {reached.metrics['num_samples']})",
+        target=target,
+        verdict=verdict(reached.minutes <= TARGET_MINUTES_TO_QUALITY),
+    )
+
+
+def final_quality_row(final: QualityPoint) -> Row:
+    metrics = final.metrics
+    return Row(
+        f"quality after {final.minutes:.1f} min of training (step {final.step}), w = {QUALITY_GUIDANCE:g}",
+        f"accuracy {metrics['accuracy']:.1%}, Fréchet distance {metrics['frechet_distance']:.1f}, "
+        f"precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f} (N = {metrics['num_samples']})",
+        f"floor (held-out vs train): FD {metrics['frechet_distance_floor']:.1f}",
+        f"FD {metrics['frechet_distance'] / metrics['frechet_distance_floor']:.1f}× the floor",
+    )
+
+
+def quality_details(args: argparse.Namespace, curve: list[QualityPoint], final: QualityPoint, trained: Finished) -> str:
+    lines = [
+        "## Time to quality",
+        "",
+        f"`train.py --class-conditional --channels-last --steps {args.quality_steps} "
+        f"--time-limit {args.quality_minutes:g} "
+        f"--checkpoint-every {args.quality_every} --sample-every 0"
+        + (f" {shlex.join(args.train_args)}" if args.train_args else "")
+        + f"` on the embedded digits: {final.step} steps, {final.minutes:.1f} min of training "
+        f"({minutes_and_seconds(trained.seconds)} wall, with start-up and saving).",
+        f"Each checkpoint: `evaluate.py --guidance-scale {QUALITY_GUIDANCE:g} --num-samples {args.quality_samples}` "
+        f"(DDIM, the classifier of data/classifiers/), in order until two in a row reach "
+        f"{args.target_accuracy:.0%}.",
+        "",
+        "| step | minutes of training | accuracy | Fréchet distance | precision | recall |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for point in curve + [final]:
+        metrics = point.metrics
+        lines.append(
+            f"| {point.step} | {point.minutes:.2f} | {metrics['accuracy']:.1%} | {metrics['frechet_distance']:.1f} "
+            f"| {metrics['precision']:.2f} | {metrics['recall']:.2f} |"
+        )
+    lines.append(f"\nThe last row is the end of training, on {final.metrics['num_samples']} samples.")
+    return "\n".join(lines) + "\n"
+
+
+SECTION_RUNNERS = {
+    "unet": section_unet,
+    "sampling": section_sampling,
+    "grading": section_grading,
+    "make-test": section_make_test,
+    "quality": section_quality,
+}
+
+
+# ---------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------
+
+
+def summary_table(rows: list[Row]) -> str:
+    lines = [
+        "| benchmark | measured | compared with (same run) | ratio | target | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = (row.benchmark, row.measured, row.compared_with, row.ratio, row.target, row.verdict)
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cpu_model() -> str:
+    """The CPU's model name where the system says it (Linux), else the platform's processor string."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def memory_gib() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def machine_line(threads: int | None, load: float | None) -> str:
+    import torch
+
+    memory = memory_gib()
+    gpu = "GPU present (the benchmarks use the CPU)" if torch.cuda.is_available() else "no GPU"
+    parts = [
+        f"{os.cpu_count()} CPU cores ({cpu_model()})",
+        f"{memory:.0f} GiB memory" if memory else None,
+        gpu,
+        f"{platform.system()} {platform.machine()}",
+        f"Python {platform.python_version()}",
+        f"torch {torch.__version__}",
+        f"torch threads {threads if threads is not None else torch.get_num_threads()}",
+        None if load is None else f"1-min load average at the start {load:.1f}",
+    ]
+    return "Machine: " + ", ".join(part for part in parts if part) + "."
+
+
+def demote_headings(markdown: str) -> str:
+    """Every markdown heading one level deeper: the sections' reports sit under the report's own heading."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
+def format_report(args: argparse.Namespace, results: dict[str, SectionResult], seconds: float, load: float | None) -> str:
+    """The whole report: heading, one summary table, the machine, then each section's details."""
+    rows = [row for result in results.values() for row in result.rows]
+    parts = [
+        "## Benchmarks",
+        f"`python -m benchmarks.run_all` on {datetime.date.today().isoformat()}: sections "
+        f"{', '.join(results)}; the whole run took {minutes_and_seconds(seconds)}.",
+        summary_table(rows).rstrip("\n"),
+        machine_line(args.threads, load),
+    ]
+    parts += [demote_headings(result.details.strip("\n")) for result in results.values() if result.details]
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen sections, print the report (and write it to --out); 1 if a section failed to run."""
+    args = parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    load = load_average()  # before our own work adds to it
+    start = time.perf_counter()
+    results = {}
+    for name in args.sections:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        results[name] = SECTION_RUNNERS[name](args)
+    report = format_report(args, results, time.perf_counter() - start, load)
+    print(report, end="")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report, encoding="utf-8")
+        print(f"(report written to {args.out})", file=sys.stderr)
+    failed = [name for name, result in results.items() if result.failed]
+    if failed:
+        print(f"sections that failed to run: {', '.join(failed)} (see their logs in {args.work.as_posix()})",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
