@@ -1,7 +1,7 @@
 """Run every benchmark of the repository and write one markdown table.
 
 Usage (from the repository root):
-    python -m benchmarks.run_all                                # everything: about 30 minutes on two CPU cores
+    python -m benchmarks.run_all                                # everything: about 25 minutes on two CPU cores
     python -m benchmarks.run_all --out benchmarks/RESULTS.md    # also write the report to a file
     python -m benchmarks.run_all --only unet,sampling           # some sections only
     python -m benchmarks.run_all --skip make-test               # all but some
@@ -56,7 +56,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from benchmarks.bench_unet import int_at_least, load_average
+from solutions.trainer import float_in
 
 #: The sections in the order they run (the cheapest first).
 SECTIONS = ("unet", "sampling", "grading", "make-test", "quality")
@@ -81,28 +84,6 @@ def section_list(text: str) -> tuple[str, ...]:
         shown = ", ".join(unknown) if unknown else repr(text)
         raise argparse.ArgumentTypeError(f"unknown section {shown}; choose among {', '.join(SECTIONS)}")
     return names
-
-
-def fraction(text: str) -> float:
-    """An argparse ``type``: a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {value:g}")
-    return value
-
-
-def positive_minutes(text: str) -> float:
-    """An argparse ``type``: a number of minutes > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of minutes > 0, got {text!r}") from None
-    if not value > 0.0:
-        raise argparse.ArgumentTypeError(f"must be a number of minutes > 0, got {value:g}")
-    return value
 
 
 def flag_list(text: str) -> list[str]:
@@ -134,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="datasets and the cached classifier of the quality section (default: %(default)s)")
 
     quality = parser.add_argument_group("quality (time to quality)")
-    quality.add_argument("--quality-minutes", type=positive_minutes, default=10.0, metavar="MIN",
+    quality.add_argument("--quality-minutes", type=float_in(0.0), default=10.0, metavar="MIN",
                          help="minutes of training (train.py --time-limit; default: %(default)g)")
     quality.add_argument("--quality-steps", type=int_at_least(1), default=2400, metavar="N",
                          help="train.py --steps: the length of the learning-rate schedule; about 10 minutes "
@@ -142,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: %(default)s)")
     quality.add_argument("--quality-every", type=int_at_least(1), default=50, metavar="N",
                          help="keep a checkpoint every N steps (default: %(default)s)")
-    quality.add_argument("--target-accuracy", type=fraction, default=0.9, metavar="A",
+    quality.add_argument("--target-accuracy", type=float_in(0.0, 1.0, high_open=False), default=0.9, metavar="A",
                          help="the accuracy at w = 3 to reach (default: %(default)g)")
     quality.add_argument("--quality-samples", type=int_at_least(10), default=200, metavar="N",
                          help="samples per intermediate checkpoint (default: %(default)s)")
@@ -263,22 +244,25 @@ def verdict(met: bool, detail: str = "") -> str:
 # ---------------------------------------------------------------------------
 
 
-def python_module(module: str, *flags: str) -> list[str]:
-    return [sys.executable, "-m", module, *flags]
+def run_speed_script(args: argparse.Namespace, script: str, extra: list[str], name: str, row) -> SectionResult:
+    """Run ``benchmarks.<script>`` with ``--out`` and ``--json`` in the work folder; turn its figures into a row.
+
+    ``row`` maps the script's JSON figures to the table's :class:`Row`; the
+    script's own markdown report becomes the section's details.
+    """
+    report, figures_path = args.work / f"{script}.md", args.work / f"{script}.json"
+    command = [sys.executable, "-m", f"benchmarks.{script}", "--out", str(report), "--json", str(figures_path), *extra]
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    finished = run_logged(command, args.work / f"{script}.log", args.threads)
+    if finished.returncode != 0:
+        return SectionResult([finished.failure_row(name)], failed=True)
+    return SectionResult([row(read_json(figures_path))], report.read_text(encoding="utf-8"))
 
 
 def section_unet(args: argparse.Namespace) -> SectionResult:
     """Training throughput: the default U-Net against the course baseline (bench_unet.py)."""
-    report, figures_path = args.work / "bench_unet.md", args.work / "bench_unet.json"
-    command = python_module("benchmarks.bench_unet", "--out", str(report), "--json", str(figures_path), *args.unet_args)
-    if args.threads is not None:
-        command += ["--threads", str(args.threads)]
-    finished = run_logged(command, args.work / "bench_unet.log", args.threads)
-    name = "training throughput, default U-Net"
-    if finished.returncode != 0:
-        return SectionResult([finished.failure_row(name)], failed=True)
-    figures = read_json(figures_path)
-    return SectionResult([unet_row(figures)], report.read_text(encoding="utf-8"))
+    return run_speed_script(args, "bench_unet", args.unet_args, "training throughput, default U-Net", unet_row)
 
 
 def unet_row(figures: dict) -> Row:
@@ -298,18 +282,7 @@ def unet_row(figures: dict) -> Row:
 
 def section_sampling(args: argparse.Namespace) -> SectionResult:
     """Sampling throughput: DDIM with 50 steps against DDPM with all T (bench_sampling.py)."""
-    report, figures_path = args.work / "bench_sampling.md", args.work / "bench_sampling.json"
-    command = python_module(
-        "benchmarks.bench_sampling", "--out", str(report), "--json", str(figures_path), *args.sampling_args
-    )
-    if args.threads is not None:
-        command += ["--threads", str(args.threads)]
-    finished = run_logged(command, args.work / "bench_sampling.log", args.threads)
-    name = "sampling throughput"
-    if finished.returncode != 0:
-        return SectionResult([finished.failure_row(name)], failed=True)
-    figures = read_json(figures_path)
-    return SectionResult([sampling_row(figures)], report.read_text(encoding="utf-8"))
+    return run_speed_script(args, "bench_sampling", args.sampling_args, "sampling throughput", sampling_row)
 
 
 def sampling_row(figures: dict) -> Row:
@@ -417,8 +390,6 @@ def first_sustained(points: list[QualityPoint], target: float) -> QualityPoint |
 
 def checkpoint_clock(path: Path) -> tuple[int, float]:
     """(step, minutes of training) stored in a train.py checkpoint."""
-    import torch  # here, not at the top: the other sections never load torch in this process
-
     state = torch.load(path, map_location="cpu", weights_only=True)
     return int(state["step"]), float(state["train_seconds"]) / 60
 
@@ -576,8 +547,7 @@ def memory_gib() -> float | None:
 
 
 def machine_line(threads: int | None, load: float | None) -> str:
-    import torch
-
+    """CPU, memory, GPU, system, versions, threads and load, in one line."""
     memory = memory_gib()
     gpu = "GPU present (the benchmarks use the CPU)" if torch.cuda.is_available() else "no GPU"
     parts = [
