@@ -65,11 +65,11 @@ from solutions.sample import (
     draw_samples,
     load_model,
     read_checkpoint,
-    resolve_impl_and_device,
+    resolve_run_flags,
     unreadable_reason,
     write_grid,
 )
-from solutions.trainer import atomic_write, flag, float_in, int_at_least
+from solutions.trainer import THREADS_HELP, atomic_write, flag, float_in, int_at_least
 from solutions.utils import DEVICES, IMPLEMENTATIONS, import_impl, seed_everything
 
 #: What metrics.json says it is (its "format" field).
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="auto", choices=DEVICES,
                      help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
+    run.add_argument("--threads", default=None, type=int_at_least(1), metavar="N", help=THREADS_HELP)
     run.add_argument("--impl", default=None, choices=IMPLEMENTATIONS,
                      help="whose sampling code: your files (learner) or the reference (solutions); default: "
                      "$DIFFUSION_IMPL, else learner")
@@ -210,7 +211,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
     """The checked flags (impl and device resolved) and the parser, for later errors."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    resolve_impl_and_device(args, parser)
+    resolve_run_flags(args, parser)
     if args.samples is not None:
         for name in SAMPLING_FLAGS:
             if getattr(args, name) not in (None, False):

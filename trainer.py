@@ -68,7 +68,7 @@ CHECKPOINT_VERSION = 1
 RESUMABLE_SETTINGS = (
     "steps", "epochs", "time_limit", "sample_every", "sample_steps", "num_samples",
     "checkpoint_every", "save_every", "device", "amp", "channels_last", "compile", "num_workers",
-    "data_dir", "download", "impl", "sample_guidance",
+    "data_dir", "download", "impl", "sample_guidance", "threads",
 )
 #: The model-size flags and the UNet argument each sets.
 MODEL_FLAGS = ("base_channels", "channel_mults", "num_res_blocks", "attention_levels", "num_heads", "dropout")
@@ -89,6 +89,23 @@ class TrainError(RuntimeError):
 def flag(dest: str) -> str:
     """The command-line spelling of a setting: "batch_size" → "--batch-size"."""
     return "--" + dest.replace("_", "-")
+
+
+#: The help of --threads, shared by train.py, sample.py and evaluate.py.
+THREADS_HELP = (
+    "CPU threads for torch (default: torch's choice, one per core); on a machine busy with other "
+    "programs 1 is often several times faster"
+)
+
+
+def apply_threads(threads: int | None) -> None:
+    """``--threads N``: the number of CPU threads torch uses in this process (None: leave torch's default).
+
+    With more threads than free cores, every operation waits for whichever of its
+    threads lost its core, so on a busy machine one thread can beat two by far.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 # -- argument types: each raises ArgumentTypeError, which argparse reports as "argument --flag: …"
@@ -323,6 +340,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="channels-last memory layout (any device; about 10%% faster on CPUs and GPUs)")
     add(speed, "--compile", default=False, action="store_true",
         help="torch.compile the model (CUDA only; ignored elsewhere)")
+    add(speed, "--threads", default=None, type=int_at_least(1), metavar="N", help=THREADS_HELP)
     add(speed, "--num-workers", default=0, type=int_at_least(0), metavar="N",
         help="DataLoader worker processes (default: %(default)s; exact resume needs 0 when the "
         "dataset augments at random)")
@@ -971,6 +989,7 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
     def note(message: str) -> None:
         (bar.write if bar is not None else print)(message)
 
+    apply_threads(args.threads)  # this process's, so taken from the flags even when resuming
     out = Path(args.out)
     last_path = out / "last.pt"
     checkpoint = None

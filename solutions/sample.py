@@ -42,7 +42,9 @@ from torch import nn
 from .diffusion import SAMPLERS, SPACINGS, VARIANCES
 from .trainer import (
     CHECKPOINT_FORMAT,
+    THREADS_HELP,
     ImageConditioned,
+    apply_threads,
     float_in,
     int_at_least,
     _task_names,
@@ -244,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="auto", choices=DEVICES,
                      help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
+    run.add_argument("--threads", default=None, type=int_at_least(1), metavar="N", help=THREADS_HELP)
     run.add_argument("--impl", default=None, choices=IMPLEMENTATIONS,
                      help="whose code to run: your files (learner) or the reference (solutions); "
                      "default: $DIFFUSION_IMPL, else learner")
@@ -274,8 +277,9 @@ def _scales(text: str) -> tuple[float, ...]:
     return scales
 
 
-def resolve_impl_and_device(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Replace args.impl and args.device by the checked choices; a bad one is a flag error (exit 2)."""
+def resolve_run_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Replace args.impl and args.device by the checked choices (a bad one is a flag error, exit 2);
+    apply --threads."""
     try:
         args.impl = resolve_impl(args.impl)
     except ValueError as error:
@@ -284,13 +288,14 @@ def resolve_impl_and_device(args: argparse.Namespace, parser: argparse.ArgumentP
         args.device = pick_device(args.device)
     except ValueError as error:
         parser.error(f"argument --device: {error}")
+    apply_threads(args.threads)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     """The checked flags (impl and device resolved) and the parser, for later errors."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    resolve_impl_and_device(args, parser)
+    resolve_run_flags(args, parser)
     if args.out is not None and Path(args.out).suffix.lower() not in GRID_FORMATS:
         parser.error(f"argument --out: the grid must be a {', '.join(GRID_FORMATS)} file; got {args.out!r}")
     if args.gif is not None and Path(args.gif).suffix.lower() != ".gif":

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluate import METRICS_FORMAT, main, to_unit
+from evaluate import METRICS_FORMAT, main, parse_args, to_unit
 from evaluation.classifier import (
     ClassifierError,
     check_accuracy,
@@ -378,10 +378,19 @@ def run_error(capsys, *argv: str) -> str:
 @pytest.mark.parametrize("flag, value", [
     ("--num-samples", "1"), ("--num-samples", "ten"), ("--knn", "0"), ("--steps", "0"), ("--batch-size", "-1"),
     ("--guidance-scale", "-1"), ("--guidance-scale", "nan"), ("--sweep", "1,-2"), ("--sweep", "a,b"),
-    ("--seed", "-3"), ("--device", "tpu"), ("--impl", "mine"),
+    ("--seed", "-3"), ("--device", "tpu"), ("--impl", "mine"), ("--threads", "0"),
 ])
 def test_bad_numbers_and_choices_name_their_flag(capsys, flag, value):
     assert f"argument {flag}" in flag_error(capsys, "--checkpoint", "x.pt", flag, value)
+
+
+def test_threads_sets_torchs_threads():
+    torch.set_num_threads(2)
+    try:
+        args, _ = parse_args(["--checkpoint", "x.pt", "--impl", "solutions", "--threads", "1"])
+        assert args.threads == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)  # this module's setting
 
 
 def test_a_source_is_required_and_only_one(capsys):

@@ -645,6 +645,7 @@ def test_weights_that_do_not_fit_the_unet_are_one_line(checkpoint, tmp_path, cap
         (["--out", "grid.txt"], "--out"),
         (["--device", "tpu"], "--device"),
         (["--impl", "mine"], "--impl"),
+        (["--threads", "0"], "--threads"),
     ],
     ids=lambda value: value if isinstance(value, str) else "_".join(value).lstrip("-"),
 )
@@ -657,6 +658,16 @@ def test_bad_flags_exit_2_naming_the_flag(checkpoint, tmp_path, capsys, bad, nam
     if bad[0] == "--steps" and bad[1] != "0":
         assert f"T = {T}" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_threads_sets_torchs_threads(checkpoint, tmp_path):
+    torch.set_num_threads(2)
+    try:
+        assert sample(checkpoint, "--threads", "1", "--num-samples", "2", "--steps", "2",
+                      "--out", str(tmp_path / "grid.png")) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)  # this module's setting
 
 
 def test_the_checkpoint_flag_is_required(capsys):

@@ -192,6 +192,19 @@ def test_interrupt_then_resume_is_bit_identical(run_dir, tiny, tmp_path, monkeyp
     assert_same_run(run_dir, out)
 
 
+def test_threads_sets_torchs_threads_and_may_change_on_resume(tiny, tmp_path):
+    out = tmp_path / "threads"
+    torch.set_num_threads(2)
+    try:
+        assert main(tiny(out, "--threads", "1", "--sample-every", "0", steps=1)) == 0
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        assert main(tiny(out, "--resume", "--threads", "1", "--sample-every", "0", steps=2)) == 0  # a speed flag
+        assert torch.get_num_threads() == 1 and load(out / "last.pt")["step"] == 2
+    finally:
+        torch.set_num_threads(1)  # this module's setting
+
+
 def test_time_limit_stops_cleanly_saving_and_sampling(tiny, tmp_path, capsys):
     out = tmp_path / "timed"
     assert main(tiny(out, "--time-limit", "0.0001", "--sample-every", "0")) == 0  # 6 ms: one step
@@ -570,9 +583,10 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         (["--p-uncond", "-0.1"], "--p-uncond"),
         (["--sample-guidance", "-1"], "--sample-guidance"),
         (["--task", "sharpen"], "--task"),
+        (["--threads", "0"], "--threads"),
     ],
     ids=["dataset", "steps-0", "lr-negative", "prediction", "steps-and-epochs", "channel-mults", "ema-decay", "impl",
-         "p-uncond-above-1", "p-uncond-negative", "sample-guidance", "task"],
+         "p-uncond-above-1", "p-uncond-negative", "sample-guidance", "task", "threads-0"],
 )
 def test_bad_flags_exit_2_naming_the_flag(bad, named, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
@@ -601,7 +615,7 @@ def test_help_lists_every_flag(capsys):
                  "--resume", "--sample-every", "--sample-steps", "--checkpoint-every", "--num-images",
                  "--base-channels", "--channel-mults", "--num-res-blocks", "--attention-levels", "--dropout",
                  "--impl", "--time-limit", "--channels-last", "--compile", "--class-conditional", "--p-uncond",
-                 "--sample-guidance", "--task", "deblur", "superres"):
+                 "--sample-guidance", "--task", "deblur", "superres", "--threads"):
         assert name in text, f"--help does not mention {name}"
 
 
