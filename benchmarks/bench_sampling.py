@@ -49,7 +49,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from benchmarks.bench_unet import int_at_least, load_average, machine_description, seed_everything, write_outputs
+from benchmarks.bench_unet import (
+    int_at_least,
+    load_average,
+    machine_description,
+    refuse_folder_outputs,
+    seed_everything,
+    write_outputs,
+)
 from solutions.diffusion import ddim_sample, ddpm_sample
 from solutions.noise_schedule import NoiseSchedule
 from solutions.unet import UNet, count_parameters
@@ -207,9 +214,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
 
-    for flag, path, example in (("--out", args.out, "bench_sampling.md"), ("--json", args.json, "bench_sampling.json")):
-        if path is not None and path.is_dir():
-            parser.error(f"{flag} {path} is a folder; give a file name such as {path / example}")
+    refuse_folder_outputs(parser, args, "bench_sampling")
 
     path = DEFAULT_CHECKPOINT if args.checkpoint is None else args.checkpoint
     if args.checkpoint is None and not path.exists():

@@ -118,6 +118,13 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def refuse_folder_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, stem: str) -> None:
+    """--out and --json name files: a folder is a flag error that suggests a file name inside it."""
+    for flag, path, suffix in (("--out", args.out, ".md"), ("--json", args.json, ".json")):
+        if path is not None and path.is_dir():
+            parser.error(f"{flag} {path} is a folder; give a file name such as {path / (stem + suffix)}")
+
+
 def import_diffusers_unet() -> tuple[type | None, str]:
     """Return (diffusers' ``UNet2DModel`` class, "") or (None, why it could not be imported)."""
     try:
@@ -168,9 +175,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
 
-    for flag, path, example in (("--out", args.out, "bench_unet.md"), ("--json", args.json, "bench_unet.json")):
-        if path is not None and path.is_dir():
-            parser.error(f"{flag} {path} is a folder; give a file name such as {path / example}")
+    refuse_folder_outputs(parser, args, "bench_unet")
 
     args.diffusers_class, args.fallback_reason = None, ""
     if args.baseline in (None, "diffusers"):
@@ -356,12 +361,32 @@ def load_average() -> float | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name where the system says it (Linux), else the platform's processor string."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def memory_gib() -> float | None:
+    """The machine's memory in GiB (POSIX), or None where unknown."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def machine_description(threads: int, load: float | None) -> str:
-    """CPU count, load, operating system, torch version, threads and today's date."""
+    """CPU count and model, memory, GPU, load, operating system, versions, threads and today's date."""
     gpu = "GPU present but not used" if torch.cuda.is_available() else "no GPU"
+    memory = memory_gib()
+    memory_text = "" if memory is None else f"{memory:.0f} GiB memory, "
     load_text = "" if load is None else f"1-min load average at start {load:.1f}, "
     return (
-        f"Machine: {os.cpu_count()} CPU cores (os.cpu_count), {gpu}, {load_text}"
+        f"Machine: {os.cpu_count()} CPU cores (os.cpu_count; {cpu_model()}), {memory_text}{gpu}, {load_text}"
         f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, "
         f"torch {torch.__version__}, torch.get_num_threads() = {threads}, "
         f"date {datetime.date.today().isoformat()}."

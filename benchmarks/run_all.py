@@ -47,7 +47,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -58,7 +57,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench_unet import int_at_least, load_average
+from benchmarks.bench_unet import int_at_least, load_average, machine_description
 from solutions.trainer import float_in
 
 #: The sections in the order they run (the cheapest first).
@@ -529,38 +528,9 @@ def summary_table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cpu_model() -> str:
-    """The CPU's model name where the system says it (Linux), else the platform's processor string."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
-def memory_gib() -> float | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def machine_line(threads: int | None, load: float | None) -> str:
-    """CPU, memory, GPU, system, versions, threads and load, in one line."""
-    memory = memory_gib()
-    gpu = "GPU present (the benchmarks use the CPU)" if torch.cuda.is_available() else "no GPU"
-    parts = [
-        f"{os.cpu_count()} CPU cores ({cpu_model()})",
-        f"{memory:.0f} GiB memory" if memory else None,
-        gpu,
-        f"{platform.system()} {platform.machine()}",
-        f"Python {platform.python_version()}",
-        f"torch {torch.__version__}",
-        f"torch threads {threads if threads is not None else torch.get_num_threads()}",
-        None if load is None else f"1-min load average at the start {load:.1f}",
-    ]
-    return "Machine: " + ", ".join(part for part in parts if part) + "."
+    """The machine, as the speed scripts describe it, with the torch threads of the sub-processes."""
+    return machine_description(threads if threads is not None else torch.get_num_threads(), load)
 
 
 def demote_headings(markdown: str) -> str:

@@ -120,6 +120,14 @@ def test_bad_flags_exit_with_a_message(argv, fragment, capsys):
     assert fragment in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, suggested", [("--out", "bench_unet.md"), ("--json", "bench_unet.json")])
+def test_an_output_that_is_a_folder_is_refused_with_a_file_name_inside_it(flag, suggested, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_unet.parse_args([flag, str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"{flag} {tmp_path} is a folder; give a file name such as {tmp_path / suggested}" in capsys.readouterr().err
+
+
 def test_count_macs_is_exact_for_conv_and_linear():
     """One Conv2d and one Linear: the MACs follow from their shapes alone.
 
