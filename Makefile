@@ -75,7 +75,7 @@ eval: setup
 	$(PY) evaluate.py --impl solutions --checkpoint runs/demo-cfg/last.pt --num-samples 500 --sweep 0,1,3,5
 
 bench: setup
-	$(PY) -m benchmarks.run_all --out runs/bench/report.md
+	$(PY) -m tools.benchmarks.run_all --out runs/bench/report.md
 
 clean:
 	rm -rf runs results.json .pytest_cache

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from grading.report import gradescope_results, terminal_report, write_json
 from grading.runner import PHASES, PhaseResult, phases_with_checks, run_phase
-from solutions.utils import IMPLEMENTATIONS, resolve_impl
+from provided.phases import GRADED_IMPLEMENTATIONS, resolve_impl
 
 
 def positive_seconds(text: str) -> float:
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"phases to grade, among {', '.join(map(str, PHASES))} (default: all)",
     )
     parser.add_argument(
-        "--impl", choices=IMPLEMENTATIONS, default=None,
+        "--impl", choices=GRADED_IMPLEMENTATIONS, default=None,
         help="grade your top-level files (learner) or the reference (solutions); "
         "default $DIFFUSION_IMPL, else learner",
     )
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        impl = resolve_impl(args.impl)
+        impl = resolve_impl(args.impl, default="learner", choices=GRADED_IMPLEMENTATIONS)
     except ValueError as error:
         parser.error(str(error))
     if args.submission is not None:

@@ -17,7 +17,7 @@ where the target is ε (the paper's choice), x_0, or v = √ᾱ_t ε − √(1 �
 average (EMA) of the trained ones, which averages away the noise of the last steps.
 
 This file holds the exercises (§3.1–§3.4). The training loop and the ``python train.py``
-command line are provided in trainer.py (IMPLEMENTATION_GUIDE.md §3.5); ``python train.py``
+command line are provided in provided/training.py (IMPLEMENTATION_GUIDE.md §3.5); ``python train.py``
 runs them.
 """
 
@@ -25,26 +25,29 @@ from __future__ import annotations
 
 import sys
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+# `python train.py` is the provided training command (`--help` lists its flags). It starts here,
+# before this file imports your other files, and reaches the functions below through --impl:
+# so `python train.py --impl solutions` runs even while diffusion.py or unet.py does not import.
+if __name__ == "__main__":
+    from provided.training import main
 
-from diffusion import PREDICTION_TYPES, check_images, check_timesteps, q_sample, v_target
-from noise_schedule import NoiseSchedule
+    sys.exit(main())
 
-# PREDICTION_TYPES ("eps", "x0", "v"), what the network is trained to output, comes from
-# diffusion.py: the sampler reads the network's output the same way (§3.1).
-#: How the difference between output and target is penalised (§3.2).
-LOSS_TYPES = ("l2", "l1", "huber")
+import torch  # noqa: E402 (the imports come after the command on purpose, see above)
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from provided.choices import LOSS_TYPES, PREDICTION_TYPES  # noqa: E402
+from provided.validate import check_choice, check_images, check_timesteps  # noqa: E402
+
+from diffusion import q_sample, v_target  # noqa: E402
+from noise_schedule import NoiseSchedule  # noqa: E402
+
+# PREDICTION_TYPES ("eps", "x0", "v"): what the network is trained to output (§3.1); the sampler
+# reads the network's output the same way. LOSS_TYPES ("l2", "l1", "huber"): how the difference
+# between output and target is penalised (§3.2). Both come from provided/choices.py.
 #: Huber's δ: quadratic below, linear above (on data in [-1, 1], targets are O(1)).
 HUBER_DELTA = 1.0
-
-
-def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise naming ``name`` (provided)."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------
@@ -293,19 +296,3 @@ def drop_labels(
                         f"of shape {tuple(class_labels.shape)}")
     # TODO §5.2: One uniform draw per image, on the generator's device; those below p_uncond get the null label K.
     raise NotImplementedError("Phase 5.2 · drop_labels — see IMPLEMENTATION_GUIDE.md §5.2")
-
-
-# ---------------------------------------------------------------------------
-# The command (provided): `python train.py --help` lists the flags
-# ---------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the training command (see trainer.py); returns the exit code."""
-    from trainer import main as run_training  # imported here: trainer.py imports this file
-
-    return run_training(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,54 +1,21 @@
-# ─────────────────────────────────────────────────────────────────────────────
-# PROVIDED: nothing to fill in here. Maintainers: this file is written by
-# `make stubs` from solutions/utils.py; edit the solution and regenerate.
-# ─────────────────────────────────────────────────────────────────────────────
 """Provided helpers (no exercises here): choosing the implementation, devices, seeding, pictures.
 
-Nothing in this file is graded. Read it when you want to know how the
-commands and notebooks pick your code or the reference, or how images are saved.
+Nothing in this file is graded, and nothing here is generated: this is the only copy.
+``import_impl("diffusion")`` gives your diffusion.py, the reference's, or (the default,
+``auto``) yours phase by phase where a phase is complete; provided/phases.py explains how.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import random
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
 
-# ---------------------------------------------------------------------------
-# Which implementation: your files ("learner") or the reference ("solutions")
-# ---------------------------------------------------------------------------
-
-#: The accepted values of ``--impl`` and of the DIFFUSION_IMPL environment variable.
-IMPLEMENTATIONS = ("learner", "solutions")
-IMPL_ENV_VAR = "DIFFUSION_IMPL"
-
-
-def resolve_impl(impl: str | None = None) -> str:
-    """The implementation to use: ``impl`` if given, else $DIFFUSION_IMPL, else "learner"."""
-    chosen = impl or os.environ.get(IMPL_ENV_VAR) or "learner"
-    if chosen not in IMPLEMENTATIONS:
-        source = "--impl" if impl else IMPL_ENV_VAR
-        raise ValueError(
-            f"{source} must be one of {', '.join(IMPLEMENTATIONS)}; got {chosen!r}"
-        )
-    return chosen
-
-
-def import_impl(module_name: str, impl: str | None = None) -> ModuleType:
-    """Import ``module_name`` (e.g. "diffusion") from your files or from ``solutions/``.
-
-    Args:
-        module_name: a top-level module of the exercises, such as "noise_schedule".
-        impl: "learner" or "solutions"; None means $DIFFUSION_IMPL or "learner".
-    """
-    if resolve_impl(impl) == "solutions":
-        return importlib.import_module(f"solutions.{module_name}")
-    return importlib.import_module(module_name)
+# Which implementation: yours, the reference, or phase by phase (provided/phases.py explains).
+from provided.phases import IMPL_ENV_VAR, IMPLEMENTATIONS, import_impl, resolve_impl  # noqa: F401
 
 
 # ---------------------------------------------------------------------------

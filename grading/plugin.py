@@ -28,7 +28,7 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from solutions import utils as reference_utils
+from provided.phases import GRADED_IMPLEMENTATIONS, resolve_impl
 
 from .checker import CheckedModule, fail
 
@@ -42,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("diffusion exercises")
     group.addoption(
         "--impl",
-        choices=reference_utils.IMPLEMENTATIONS,
+        choices=GRADED_IMPLEMENTATIONS,
         default=None,
         help="code under test: your top-level files (learner) or the reference (solutions); "
         "default $DIFFUSION_IMPL, else learner",
@@ -57,7 +57,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    impl = reference_utils.resolve_impl(config.getoption("--impl"))
+    try:
+        impl = resolve_impl(config.getoption("--impl"), default="learner", choices=GRADED_IMPLEMENTATIONS)
+    except ValueError as error:  # e.g. DIFFUSION_IMPL=auto: the checks grade one implementation, never a mix
+        raise pytest.UsageError(str(error)) from None
     submission = config.getoption("--submission")
     if submission is not None:
         if impl != "learner":
@@ -122,7 +125,7 @@ def impl(request: pytest.FixtureRequest) -> Implementation:
 @pytest.fixture(scope="session")
 def ref() -> SimpleNamespace:
     """The reference modules from solutions/."""
-    names = ("noise_schedule", "diffusion", "unet", "train", "utils", "degradations")
+    names = ("noise_schedule", "diffusion", "unet", "train", "degradations")
     return SimpleNamespace(**{n: importlib.import_module(f"solutions.{n}") for n in names})
 
 

@@ -19,24 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# ---------------------------------------------------------------------------
-# Input validation (provided)
-# ---------------------------------------------------------------------------
-
-
-def check_batch(images: torch.Tensor, name: str = "images") -> None:
-    """Raise unless ``images`` is a floating-point tensor of shape (B, C, H, W)."""
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4:
-        described = f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise TypeError(f"{name} must be a floating-point tensor of shape (B, C, H, W); got {described}")
-
-
-def check_positive(value: float, name: str) -> float:
-    """Raise unless ``value`` is a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0; got {value!r}")
-    return float(value)
-
+from provided.choices import MASK_PRESETS
+from provided.validate import check_batch, check_positive
 
 # ---------------------------------------------------------------------------
 # §5.4 The degradations
@@ -275,7 +259,6 @@ def condition_pair(
 # Masks for inpainting (provided)
 # ---------------------------------------------------------------------------
 
-MASK_PRESETS = ("left", "center", "strokes")
 
 
 def check_mask(mask: torch.Tensor, images: torch.Tensor) -> None:

@@ -22,62 +22,10 @@ from __future__ import annotations
 
 import torch
 
+from provided.choices import PREDICTION_TYPES, SAMPLERS, SPACINGS, VARIANCES
+from provided.validate import SIGNED_INTEGER_DTYPES, check_choice, check_eta, check_images, check_inputs, check_previous_timesteps
+
 from .noise_schedule import NoiseSchedule
-
-# ---------------------------------------------------------------------------
-# Input validation (provided)
-# ---------------------------------------------------------------------------
-
-SIGNED_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8)
-
-
-def check_timesteps(t: torch.Tensor, num_timesteps: int, batch_size: int) -> None:
-    """Raise unless ``t`` is an int64 tensor of shape (batch_size,) with values in [0, T)."""
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"t must be a torch.Tensor of int64 timesteps, got {type(t).__name__}")
-    if t.dtype not in SIGNED_INTEGER_DTYPES:
-        # uint8 and bool are excluded on purpose: torch treats them as masks when indexing.
-        raise TypeError(
-            f"t must hold integer timesteps (torch.int64, or another signed integer dtype), "
-            f"got dtype {t.dtype}"
-        )
-    if t.shape != (batch_size,):
-        raise ValueError(
-            f"t must have shape (B,) = ({batch_size},), one timestep per image; "
-            f"got shape {tuple(t.shape)}"
-        )
-    if batch_size and (t.min() < 0 or t.max() >= num_timesteps):
-        raise ValueError(
-            f"t must lie in [0, {num_timesteps - 1}] (0-indexed, T = {num_timesteps}); "
-            f"got values from {t.min().item()} to {t.max().item()}"
-        )
-
-
-def check_images(**tensors: torch.Tensor) -> None:
-    """Raise unless every keyword is a floating-point tensor of shape (B, …), all of one shape and dtype."""
-    shapes, dtypes = {}, {}
-    for name, value in tensors.items():
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-        if not value.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
-        if value.ndim < 1:
-            raise ValueError(f"{name} must have a batch dimension, shape (B, …); got a scalar")
-        shapes[name], dtypes[name] = tuple(value.shape), value.dtype
-    if len(set(shapes.values())) > 1:
-        listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-        raise ValueError(f"these tensors must have the same shape: {listed}")
-    if len(set(dtypes.values())) > 1:
-        listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
-        raise TypeError(f"these tensors must have the same dtype: {listed}")
-
-
-def _check_inputs(schedule: NoiseSchedule, t: torch.Tensor, **tensors: torch.Tensor) -> None:
-    """Validate the images, then their timesteps against the schedule."""
-    check_images(**tensors)
-    first = next(iter(tensors.values()))
-    check_timesteps(t, schedule.num_timesteps, batch_size=first.shape[0])
-
 
 # ---------------------------------------------------------------------------
 # §1.5 Gathering per-image coefficients
@@ -122,7 +70,7 @@ def q_sample(
     Returns:
         x_t: noisy images, shape (B, C, H, W), dtype of ``x0``.
     """
-    _check_inputs(schedule, t, x0=x0, noise=noise)
+    check_inputs(schedule, t, x0=x0, noise=noise)
     ### BEGIN SOLUTION §1.6
     # Gather √ᾱ_t and √(1 − ᾱ_t) per image with extract(), then mix signal and noise.
     signal_scale = extract(schedule.sqrt_alphas_cumprod, t, x0)  # (B, 1, 1, 1)
@@ -148,7 +96,7 @@ def q_step(
     Returns:
         x_t: images after step t, shape (B, C, H, W).
     """
-    _check_inputs(schedule, t, x_prev=x_prev, noise=noise)
+    check_inputs(schedule, t, x_prev=x_prev, noise=noise)
     ### BEGIN SOLUTION §1.7
     # Scale the previous images by √α_t and add noise with standard deviation √β_t.
     signal_scale = extract(schedule.alphas, t, x_prev).sqrt()  # (B, 1, 1, 1)
@@ -176,7 +124,7 @@ def v_target(
     Returns:
         v: tensor of shape (B, C, H, W).
     """
-    _check_inputs(schedule, t, x0=x0, noise=noise)
+    check_inputs(schedule, t, x0=x0, noise=noise)
     ### BEGIN SOLUTION §1.8
     # Same two coefficients as q_sample, in the other roles and with a minus sign.
     signal_scale = extract(schedule.sqrt_alphas_cumprod, t, x0)
@@ -199,7 +147,7 @@ def x0_from_eps(
     Returns:
         x0: tensor of shape (B, C, H, W).
     """
-    _check_inputs(schedule, t, x_t=x_t, eps=eps)
+    check_inputs(schedule, t, x_t=x_t, eps=eps)
     ### BEGIN SOLUTION §1.9
     # Remove the noise part of x_t, then undo the signal scaling.
     signal_scale = extract(schedule.sqrt_alphas_cumprod, t, x_t)
@@ -222,7 +170,7 @@ def eps_from_x0(
     Returns:
         eps: tensor of shape (B, C, H, W).
     """
-    _check_inputs(schedule, t, x_t=x_t, x0=x0)
+    check_inputs(schedule, t, x_t=x_t, x0=x0)
     ### BEGIN SOLUTION §1.9
     # Remove the signal part of x_t, then undo the noise scaling.
     signal_scale = extract(schedule.sqrt_alphas_cumprod, t, x_t)
@@ -245,7 +193,7 @@ def x0_from_v(
     Returns:
         x0: tensor of shape (B, C, H, W).
     """
-    _check_inputs(schedule, t, x_t=x_t, v=v)
+    check_inputs(schedule, t, x_t=x_t, v=v)
     ### BEGIN SOLUTION §1.9
     # (√ᾱ, √(1 − ᾱ)) is a unit vector, so x_t and v are a rotation of (x_0, ε).
     signal_scale = extract(schedule.sqrt_alphas_cumprod, t, x_t)
@@ -268,7 +216,7 @@ def eps_from_v(
     Returns:
         eps: tensor of shape (B, C, H, W).
     """
-    _check_inputs(schedule, t, x_t=x_t, v=v)
+    check_inputs(schedule, t, x_t=x_t, v=v)
     ### BEGIN SOLUTION §1.9
     # The other half of the same rotation as x0_from_v.
     signal_scale = extract(schedule.sqrt_alphas_cumprod, t, x_t)
@@ -289,37 +237,6 @@ def eps_from_v(
 # eq. 12 of Song et al. 2021 (§4.5). With t_prev = t − 1 everywhere this is the
 # original T-step DDPM; a strided list of N ≪ T steps is what makes DDIM fast.
 
-PREDICTION_TYPES = ("eps", "x0", "v")
-VARIANCES = ("small", "large")  # "fixed small" β̃ (posterior) or "fixed large" β (DDPM §3.2)
-SPACINGS = ("leading", "trailing", "linspace")
-SAMPLERS = ("ddpm", "ddim")
-
-
-def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise naming ``name`` (provided)."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def check_previous_timesteps(t_prev: torch.Tensor, t: torch.Tensor) -> None:
-    """Raise unless ``t_prev`` is an integer tensor shaped like ``t`` with −1 ≤ t_prev < t (provided)."""
-    if not isinstance(t_prev, torch.Tensor) or t_prev.dtype not in SIGNED_INTEGER_DTYPES:
-        raise TypeError(f"t_prev must be a tensor of signed integer timesteps (int64), got {t_prev!r:.60}")
-    if t_prev.shape != t.shape:
-        raise ValueError(f"t_prev must have the shape of t, {tuple(t.shape)}; got {tuple(t_prev.shape)}")
-    if t_prev.numel() and (t_prev.min() < -1 or (t_prev >= t).any()):
-        raise ValueError(
-            "t_prev must satisfy −1 ≤ t_prev < t for every image (−1 means 'the clean x_0'); "
-            f"got t = {t.tolist()} and t_prev = {t_prev.tolist()}"
-        )
-
-
-def check_eta(eta: float) -> float:
-    """Raise unless η is a number in [0, 1] (provided)."""
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like); got {eta!r}")
-    return float(eta)
 
 
 # ---------------------------------------------------------------------------
@@ -353,7 +270,7 @@ def model_predictions(
         x0_hat, eps_hat: both (B, C, H, W).
     """
     check_choice(prediction, "prediction", PREDICTION_TYPES)
-    _check_inputs(schedule, t, model_output=model_output, x_t=x_t)
+    check_inputs(schedule, t, model_output=model_output, x_t=x_t)
     ### BEGIN SOLUTION §4.1
     # Convert with the §1.9 functions: one of the pair is the output itself, the other is derived.
     if prediction == "eps":
@@ -435,7 +352,7 @@ def posterior_mean_variance(
         mean: (B, C, H, W); variance: (B, 1, 1, 1).
     """
     check_choice(variance, "variance", VARIANCES)
-    _check_inputs(schedule, t, x0_hat=x0_hat, x_t=x_t)
+    check_inputs(schedule, t, x0_hat=x0_hat, x_t=x_t)
     check_previous_timesteps(t_prev, t)
     ### BEGIN SOLUTION §4.3
     # The α and β of the jump t → t_prev come from the two ᾱ values, not from schedule.betas[t]
@@ -486,7 +403,7 @@ def ddpm_step(
     Returns:
         x_{t_prev}: (B, C, H, W).
     """
-    _check_inputs(schedule, t, x_t=x_t, x0_hat=x0_hat, noise=noise)
+    check_inputs(schedule, t, x_t=x_t, x0_hat=x0_hat, noise=noise)
     ### BEGIN SOLUTION §4.4
     # Mean and variance from §4.3; the noise is switched off, image by image, where t_prev = −1.
     mean, step_variance = posterior_mean_variance(x0_hat, x_t, t, t_prev, schedule, variance)
@@ -535,7 +452,7 @@ def ddim_step(
         if eta > 0:
             raise ValueError(f"ddim_step with eta = {eta} > 0 needs noise, a (B, C, H, W) tensor; got None")
         noise = torch.zeros_like(x_t)
-    _check_inputs(schedule, t, x_t=x_t, x0_hat=x0_hat, eps_hat=eps_hat, noise=noise)
+    check_inputs(schedule, t, x_t=x_t, x0_hat=x0_hat, eps_hat=eps_hat, noise=noise)
     check_previous_timesteps(t_prev, t)
     ### BEGIN SOLUTION §4.5
     # σ uses the ᾱ values of this pair: √β̃ of the jump t → t_prev, scaled by η (eq. 16).
@@ -918,7 +835,7 @@ def renoise(
     Returns:
         (B, C, H, W) images at t.
     """
-    _check_inputs(schedule, t, x_prev=x_prev, noise=noise)
+    check_inputs(schedule, t, x_prev=x_prev, noise=noise)
     check_previous_timesteps(t_prev, t)
     ### BEGIN SOLUTION §5.6
     # The forward step of the whole jump: q_step (§1.7) with the pair's α instead of one step's.

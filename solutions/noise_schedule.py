@@ -23,46 +23,13 @@ from typing import Callable
 
 import torch
 
+from provided.validate import check_betas, check_num_timesteps
+
 # Default β range of Ho et al. (2020), for T = 1000.
 DEFAULT_BETA_START = 1e-4
 DEFAULT_BETA_END = 0.02
 # Largest β an ᾱ-defined schedule may produce (Nichol & Dhariwal 2021, §3.2).
 DEFAULT_MAX_BETA = 0.999
-
-
-# ---------------------------------------------------------------------------
-# Input validation (provided)
-# ---------------------------------------------------------------------------
-
-
-def check_num_timesteps(num_timesteps: int, minimum: int = 1) -> int:
-    """Return ``num_timesteps`` if it is a whole number ≥ ``minimum``, else raise."""
-    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int):
-        raise TypeError(
-            f"num_timesteps must be an int (the number of diffusion steps T), "
-            f"got {type(num_timesteps).__name__} {num_timesteps!r}"
-        )
-    if num_timesteps < minimum:
-        raise ValueError(f"num_timesteps must be at least {minimum}, got {num_timesteps}")
-    return num_timesteps
-
-
-def check_betas(betas: torch.Tensor) -> torch.Tensor:
-    """Return ``betas`` as a float64 CPU tensor of shape (T,), checking every value is in (0, 1)."""
-    if not isinstance(betas, torch.Tensor):
-        raise TypeError(f"betas must be a torch.Tensor of shape (T,), got {type(betas).__name__}")
-    if betas.ndim != 1 or betas.numel() < 1:
-        raise ValueError(f"betas must have shape (T,) with T ≥ 1, got shape {tuple(betas.shape)}")
-    if not betas.is_floating_point():
-        raise TypeError(f"betas must be a floating-point tensor, got dtype {betas.dtype}")
-    betas = betas.detach().to(device="cpu", dtype=torch.float64)
-    outside = ~((betas > 0) & (betas < 1))  # also catches NaN
-    if outside.any():
-        index = int(outside.nonzero()[0])
-        raise ValueError(
-            f"betas must lie strictly between 0 and 1; betas[{index}] = {betas[index].item()!r}"
-        )
-    return betas
 
 
 # ---------------------------------------------------------------------------

@@ -31,45 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from provided.choices import DEFAULT_UNET_CONFIG
+from provided.validate import check_config, check_groups, check_positive_int
+
 #: Base of the geometric sequence of frequencies (Vaswani et al. 2017, §3.5).
 DEFAULT_MAX_PERIOD = 10_000.0
 
 #: The default configuration, sized for 28×28 digits on two CPU cores
-#: (IMPLEMENTATION_GUIDE.md §2.8 explains each choice; benchmarks/bench_unet.py measures it).
-DEFAULT_CONFIG = dict(
-    in_channels=1,
-    base_channels=16,
-    channel_mults=(1, 2, 4),
-    num_res_blocks=1,
-    attention_levels=(2,),
-    num_heads=4,
-    dropout=0.0,
-    groups=8,
-)
-
-
-# ---------------------------------------------------------------------------
-# Input validation (provided)
-# ---------------------------------------------------------------------------
-
-
-def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
-    """Return ``value`` if it is a whole number ≥ ``minimum``, else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int ≥ {minimum}, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int ≥ {minimum}, got {value}")
-    return value
-
-
-def check_groups(groups: int, channels: int, name: str = "channels") -> None:
-    """Raise unless GroupNorm's ``groups`` divides ``channels`` (GroupNorm needs whole groups)."""
-    check_positive_int(groups, "groups")
-    if channels % groups:
-        raise ValueError(
-            f"groups={groups} must divide {name} ({channels}): GroupNorm splits the channels "
-            f"into equal groups. Pick groups among the divisors of {channels}, or change the channels."
-        )
+#: (IMPLEMENTATION_GUIDE.md §2.8 explains each choice; tools/benchmarks/bench_unet.py measures it).
+DEFAULT_CONFIG = DEFAULT_UNET_CONFIG
 
 
 # ---------------------------------------------------------------------------
@@ -608,53 +578,6 @@ class UNet(nn.Module):
                 h = level.resample(h)  # (B, c, 2h, 2w)
         return self.head_conv(F.silu(self.head_norm(h)))  # (B, out_channels, H, W)
         ### END SOLUTION
-
-
-def check_config(
-    in_channels: int,
-    out_channels: int,
-    base_channels: int,
-    channel_mults: tuple[int, ...],
-    num_res_blocks: int,
-    attention_levels: tuple[int, ...],
-    num_heads: int,
-    dropout: float,
-    groups: int,
-    num_classes: int | None,
-    cond_channels: int,
-) -> None:
-    """Raise a clear error for a U-Net configuration that cannot be built (provided)."""
-    check_positive_int(in_channels, "in_channels")
-    check_positive_int(out_channels, "out_channels")
-    check_positive_int(base_channels, "base_channels")
-    check_positive_int(num_res_blocks, "num_res_blocks")
-    check_positive_int(num_heads, "num_heads")
-    if not channel_mults:
-        raise ValueError("channel_mults must name at least one level, e.g. (1, 2, 2)")
-    for mult in channel_mults:
-        check_positive_int(mult, "every entry of channel_mults")
-    for level in attention_levels:
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < len(channel_mults):
-            raise ValueError(
-                f"attention_levels must be level indices in [0, {len(channel_mults) - 1}] "
-                f"(one per entry of channel_mults); got {attention_levels}"
-            )
-    widths = [base_channels * mult for mult in channel_mults]
-    for width in [base_channels, *widths]:
-        check_groups(groups, width, "every level's width (base_channels × channel_mults)")
-    attended = [widths[level] for level in attention_levels] + [widths[-1]]  # the middle always attends
-    for width in attended:
-        if width % num_heads:
-            raise ValueError(
-                f"num_heads={num_heads} must divide the width of every level with attention; "
-                f"{width} is not divisible by {num_heads}"
-            )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-    if num_classes is not None and num_classes != 0:
-        check_positive_int(num_classes, "num_classes")
-    if isinstance(cond_channels, bool) or not isinstance(cond_channels, int) or cond_channels < 0:
-        raise ValueError(f"cond_channels must be an int ≥ 0 (0: no condition image), got {cond_channels!r}")
 
 
 def count_parameters(model: nn.Module) -> int:

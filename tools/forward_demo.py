@@ -35,7 +35,7 @@ matplotlib.use("Agg")  # draw into files only; must come before pyplot is import
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from solutions.utils import (  # noqa: E402
+from utils import (  # noqa: E402
     IMPLEMENTATIONS,
     ensure_parent,
     import_impl,

@@ -50,12 +50,6 @@ EXERCISE_HEADER = """\
 # ─────────────────────────────────────────────────────────────────────────────
 """
 
-PROVIDED_HEADER = """\
-# ─────────────────────────────────────────────────────────────────────────────
-# PROVIDED: nothing to fill in here. Maintainers: this file is written by
-# `make stubs` from solutions/{name}; edit the solution and regenerate.
-# ─────────────────────────────────────────────────────────────────────────────
-"""
 
 
 class StubError(ValueError):
@@ -174,17 +168,19 @@ def learner_source(text: str, name: str, keep_solutions: bool = False) -> str:
     mutants: a complete learner file with one deliberate mistake).
     """
     regions = find_regions(text, name)
+    if not regions:
+        raise StubError(f"{name}: no exercise region; provided code belongs in provided/, not in solutions/")
     body = text if keep_solutions else stub_out(text, name)
-    if regions:
-        phases = ",".join(sorted({region.phase for region in regions}))
-        header = EXERCISE_HEADER.format(phases=phases, name=name)
-    else:
-        header = PROVIDED_HEADER.format(name=name)
-    return header + to_top_level_imports(body, name)
+    phases = ",".join(sorted({region.phase for region in regions}))
+    return EXERCISE_HEADER.format(phases=phases, name=name) + to_top_level_imports(body, name)
 
 
 def solution_files(solutions_dir: Path = SOLUTIONS_DIR) -> list[Path]:
-    """The solution modules that have a learner twin (every .py but __init__.py)."""
+    """The solution modules, each of which has a learner twin (every .py but __init__.py).
+
+    Only files with exercises live in ``solutions/``: provided code is written once, in
+    ``provided/`` and ``utils.py``, and imported by both the learner files and the reference.
+    """
     return sorted(p for p in solutions_dir.glob("*.py") if p.name != "__init__.py")
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.phase3
 
 F64 = torch.float64
 T = 1000
-HELPERS = ("q_sample", "v_target", "check_images", "check_timesteps")
+HELPERS = ("q_sample", "v_target")
 STEP_HELPERS = ("training_target", "min_snr_weights", "diffusion_loss", "sample_training_inputs")
 
 

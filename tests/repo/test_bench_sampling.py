@@ -1,4 +1,4 @@
-"""Tests of ``python -m benchmarks.bench_sampling``: a tiny run's report, the checkpoint, its flags."""
+"""Tests of ``python -m tools.benchmarks.bench_sampling``: a tiny run's report, the checkpoint, its flags."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import re
 import pytest
 import torch
 
-from benchmarks import bench_sampling
-from benchmarks.bench_sampling import load_checkpoint, main, parse_args
+from tools.benchmarks import bench_sampling
+from tools.benchmarks.bench_sampling import load_checkpoint, main, parse_args
 from solutions.unet import UNet
 
 #: A run small enough for a test: 2 images, 4 DDPM and 2 DDIM steps, 1 timed run, no warm-up, and one

@@ -1,4 +1,4 @@
-"""Tests of ``python -m benchmarks.bench_unet``: a tiny run's report, its flags, and the MAC counter."""
+"""Tests of ``python -m tools.benchmarks.bench_unet``: a tiny run's report, its flags, and the MAC counter."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks import bench_unet
-from benchmarks.bench_unet import count_macs, main
+from tools.benchmarks import bench_unet
+from tools.benchmarks.bench_unet import count_macs, main
 
 #: A run small enough for a test: 4 images, 1 timed step, no warm-up, no diffusers needed.
 TINY = ["--batch-size", "4", "--steps", "1", "--warmup", "0", "--baseline", "standin"]
@@ -99,7 +99,7 @@ def test_explicit_diffusers_without_diffusers_is_a_clear_error(monkeypatch, caps
         bench_unet.parse_args(["--baseline", "diffusers"])
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
-    assert "benchmarks/requirements.txt" in message and "--baseline standin" in message
+    assert "tools/benchmarks/requirements.txt" in message and "--baseline standin" in message
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests of the classifier of ``evaluation/`` and of ``python evaluate.py``.
+"""Tests of the classifier of ``provided/classifier.py`` and of ``python evaluate.py``.
 
 A module fixture trains a small digits classifier (2,000 training images, 3 epochs in batches
 of 64, a few seconds) into the data folder of two tiny train.py runs (64 digits, 2 steps, a U-Net of
@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluate import METRICS_FORMAT, main, parse_args, to_unit
-from evaluation.classifier import (
+from provided.evaluation import METRICS_FORMAT, main, parse_args, to_unit
+from provided.classifier import (
     ClassifierError,
     check_accuracy,
     classifier_for,
@@ -31,11 +31,11 @@ from evaluation.classifier import (
     train_classifier,
     train_on_dataset,
 )
-from evaluation.inception import InceptionUnavailable, inception_extractor
-from evaluation.metrics import frechet_distance, precision_recall
-from solutions.image_data import make_dataset
-from solutions.sample import SAMPLES_FORMAT
-from solutions.trainer import main as train_main
+from provided.inception import InceptionUnavailable, inception_extractor
+from provided.metrics import frechet_distance, precision_recall
+from provided.image_data import make_dataset
+from provided.sampling import SAMPLES_FORMAT
+from provided.training import main as train_main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_TRAIN = [
@@ -152,7 +152,7 @@ def test_a_damaged_cache_is_trained_again(data_dir, tmp_path, monkeypatch):
         trained.append(name)
         return train_on_dataset(name, **{**kwargs, "num_train": 200, "num_test": 100})
 
-    monkeypatch.setattr("evaluation.classifier.train_on_dataset", quick_training)
+    monkeypatch.setattr("provided.classifier.train_on_dataset", quick_training)
     lines = []
     _, record, written = classifier_for("digits", data_dir=data_dir, path=path, log=lines.append)
     assert trained == ["digits"] and written == path and record["test_images"] == 100
@@ -468,7 +468,7 @@ def test_a_learner_stub_is_not_attempted_yet(checkpoint, tmp_path, monkeypatch, 
     def stub(*args, **kwargs):
         raise NotImplementedError("Phase 1.2 · cosine_betas — see IMPLEMENTATION_GUIDE.md §1.2")
 
-    monkeypatch.setattr("evaluate.load_model", stub)
+    monkeypatch.setattr("provided.evaluation.load_model", stub)
     argv = ["--checkpoint", str(checkpoint), "--impl", "learner", "--num-samples", "20", "--out", str(tmp_path / "out")]
     error = run_error(capsys, *argv)
     assert "not attempted yet: Phase 1.2 · cosine_betas" in error and "--impl solutions" in error

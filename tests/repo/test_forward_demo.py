@@ -13,7 +13,7 @@ from tools.forward_demo import main
 
 T = 100
 #: The top-level learner modules a stub run imports; they must not leak into other tests.
-LEARNER_MODULES = ("noise_schedule", "diffusion", "utils")
+LEARNER_MODULES = ("noise_schedule", "diffusion")
 
 
 @pytest.fixture(scope="module")

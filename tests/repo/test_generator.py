@@ -43,7 +43,7 @@ def test_stubs_keep_no_reference_code():
 
 def test_generated_stubs_import_and_raise_the_stub_message(tmp_path, monkeypatch):
     make_stubs.write(tmp_path)
-    for name in ("noise_schedule", "diffusion", "unet", "train", "image_data", "utils"):
+    for name in ("noise_schedule", "diffusion", "unet", "train", "degradations"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
@@ -57,7 +57,7 @@ def test_generated_stubs_import_and_raise_the_stub_message(tmp_path, monkeypatch
         with pytest.raises(NotImplementedError, match=r"^Phase 2\.3 · ResidualBlock\.__init__ — see"):
             unet.ResidualBlock(8, 8, 16)
     finally:
-        for name in ("noise_schedule", "diffusion", "unet", "train", "image_data", "utils"):
+        for name in ("noise_schedule", "diffusion", "unet", "train", "degradations"):
             sys.modules.pop(name, None)
 
 

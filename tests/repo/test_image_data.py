@@ -1,4 +1,4 @@
-"""Tests of ``solutions/image_data.py``: the embedded digits, torchvision's sets offline, folders."""
+"""Tests of ``provided/image_data.py``: the embedded digits, torchvision's sets offline, folders."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from solutions import image_data
-from solutions.image_data import DATASETS, DatasetUnavailable, dataset_summary, make_dataset
+from provided import image_data
+from provided.image_data import DATASETS, DatasetUnavailable, dataset_summary, make_dataset
 
 #: The real MNIST files beside the checkout (torchvision layout, .gz only); absent on some machines.
 SHARED_MNIST_RAW = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "MNIST" / "raw"

@@ -1,4 +1,4 @@
-"""Tests of ``evaluation.metrics`` on data whose answers are known in closed form.
+"""Tests of ``provided.metrics`` on data whose answers are known in closed form.
 
 Fréchet distance: exact for Gaussians given by their mean and covariance (N(0, I) vs N(μ, I)
 is ‖μ‖² apart; diagonal covariances give Σ (√a − √b)²; in general the trace of the square root
@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 
-from evaluation import metrics
-from evaluation.metrics import (
+from provided import metrics
+from provided.metrics import (
     accuracy,
     feature_statistics,
     frechet_distance,

@@ -1,4 +1,4 @@
-"""Tests of ``python -m benchmarks.run_all``: its rows and verdicts, the time-to-quality rule, its flags,
+"""Tests of ``python -m tools.benchmarks.run_all``: its rows and verdicts, the time-to-quality rule, its flags,
 and tiny end-to-end runs of the sections (sub-processes with one torch thread, a U-Net of width 8,
 a few steps, a small classifier in a temporary data folder).
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run_all import (
+from tools.benchmarks.run_all import (
     Finished,
     QualityPoint,
     Row,
@@ -31,7 +31,7 @@ from benchmarks.run_all import (
     time_to_quality_row,
     unet_row,
 )
-from evaluation.classifier import default_classifier_path, save_classifier, train_on_dataset
+from provided.classifier import default_classifier_path, save_classifier, train_on_dataset
 
 TINY_UNET = "--baseline standin --batch-size 4 --steps 1 --warmup 0"
 TINY_SAMPLING = "--ddpm-steps 6 --ddim-steps 2 --repeats 1 --warmup 0 --batch-size 2"

@@ -25,9 +25,9 @@ import solutions.degradations as reference_degradations
 import solutions.diffusion as reference_diffusion
 import solutions.noise_schedule as reference_noise_schedule
 import solutions.unet as reference_unet
-from solutions.image_data import make_dataset
-from solutions.sample import MASK_PRESETS, SAMPLES_FORMAT, main
-from solutions.trainer import main as train_main
+from provided.image_data import make_dataset
+from provided.sampling import MASK_PRESETS, SAMPLES_FORMAT, main
+from provided.training import main as train_main
 from tools.make_stubs import SOLUTIONS_DIR, learner_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

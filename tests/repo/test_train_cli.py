@@ -22,9 +22,9 @@ from PIL import Image
 
 import solutions.degradations as reference_degradations
 import solutions.train as reference_train
-import solutions.trainer as reference_trainer
-from solutions.image_data import make_dataset
-from solutions.trainer import CHECKPOINT_FORMAT, ImageConditioned, atomic_write, main, triplet_rows
+import provided.training as reference_trainer
+from provided.image_data import make_dataset
+from provided.training import CHECKPOINT_FORMAT, ImageConditioned, atomic_write, main, triplet_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = [

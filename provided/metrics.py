@@ -1,7 +1,7 @@
 """Sample-quality metrics on feature vectors: Fréchet distance, k-NN precision and recall, accuracy.
 
 Everything here works on features, (N, D) tensors, whatever network made them (the
-small classifier of :mod:`evaluation.classifier`, or Inception for the usual FID).
+small classifier of :mod:`provided.classifier`, or Inception for the usual FID).
 The computations run in float64 on the CPU, with torch only.
 
 Fréchet distance (Dowson & Landau 1982; as FID, Heusel et al. 2017)

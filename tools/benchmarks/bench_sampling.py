@@ -1,10 +1,10 @@
 """Benchmark sampling speed on the CPU: DDPM with all T steps against DDIM with 50 steps.
 
 Usage (from the repository root):
-    python -m benchmarks.bench_sampling                       # runs/demo/last.pt, batch 16, 1 warm-up + 3 timed runs
-    python -m benchmarks.bench_sampling --out runs/bench_sampling.md
-    python -m benchmarks.bench_sampling --checkpoint runs/mine/last.pt --ddim-steps 25
-    python -m benchmarks.bench_sampling --ddpm-steps 100 --repeats 1   # a quick look
+    python -m tools.benchmarks.bench_sampling                       # runs/demo/last.pt, batch 16, 1 warm-up + 3 timed runs
+    python -m tools.benchmarks.bench_sampling --out runs/bench_sampling.md
+    python -m tools.benchmarks.bench_sampling --checkpoint runs/mine/last.pt --ddim-steps 25
+    python -m tools.benchmarks.bench_sampling --ddpm-steps 100 --repeats 1   # a quick look
 
 The model is the EMA network of a training checkpoint (by default the demo's,
 ``runs/demo/last.pt``, which ``make demo`` writes), with the noise schedule, T
@@ -49,7 +49,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from benchmarks.bench_unet import (
+from tools.benchmarks.bench_unet import (
     int_at_least,
     load_average,
     machine_description,
@@ -171,7 +171,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     Adds ``args.setup`` (a :class:`Setup`) and resolves ``args.ddpm_steps`` to T when not given.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_sampling", description=__doc__.split("\n\n")[0]
+        prog="python -m tools.benchmarks.bench_sampling", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--checkpoint",

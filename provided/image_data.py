@@ -33,7 +33,7 @@ The names in :data:`DATASETS`:
 
 Preview a dataset (a grid of 100 images and the class counts)::
 
-    python -m solutions.image_data --dataset digits --out runs/digits_preview.png
+    python -m provided.image_data --dataset digits --out runs/digits_preview.png
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ import os
 import shutil
 import sys
 import tarfile
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+
+from .files import atomic_write, save_checkpoint
 
 __all__ = [
     "DATASETS",
@@ -417,33 +418,6 @@ def _load_digits_cache(path: Path, num_images: int) -> tuple[torch.Tensor, torch
     return images, labels
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path):
-    """Open a new temporary file beside ``path`` for writing; on success rename it to ``path``.
-
-    Readers never see a half-written file: either the old one or the new one.
-    The file gets the usual permissions (the umask applies, unlike mkstemp's 0600).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _save_atomically(obj: object, path: Path) -> None:
-    """torch.save to ``path`` through a temporary file and a rename."""
-    with _atomic_file(path) as file:
-        torch.save(obj, file)
-
-
 def _cached_digits(data_dir: Path, split: str, seed: int, num_images: int) -> tuple[torch.Tensor, torch.Tensor]:
     path = _digits_cache_path(data_dir, split, seed, num_images)
     cached = _load_digits_cache(path, num_images)
@@ -451,7 +425,7 @@ def _cached_digits(data_dir: Path, split: str, seed: int, num_images: int) -> tu
         return cached
     images, labels = generate_digits(num_images, seed=seed, split=split)
     try:
-        _save_atomically({"images": images, "labels": labels, "version": DIGITS_VERSION}, path)
+        save_checkpoint(path, {"images": images, "labels": labels, "version": DIGITS_VERSION})
     except OSError as error:
         warnings.warn(f"could not cache the digits at {path} ({error}); they will be generated again", stacklevel=3)
     return images, labels
@@ -622,8 +596,8 @@ def _gunzip_missing(raw: Path) -> None:
         target, packed = raw / base, raw / f"{base}.gz"
         if target.is_file() or not packed.is_file():
             continue
-        with gzip.open(packed, "rb") as source, _atomic_file(target) as sink:
-            shutil.copyfileobj(source, sink, length=1 << 20)
+        with gzip.open(packed, "rb") as source:
+            atomic_write(target, lambda sink: shutil.copyfileobj(source, sink, length=1 << 20))
 
 
 def _extract_cifar(root: Path) -> None:
@@ -793,7 +767,7 @@ def make_dataset(
 
 
 # ---------------------------------------------------------------------------
-# Preview: python -m solutions.image_data --dataset digits --out runs/digits_preview.png
+# Preview: python -m provided.image_data --dataset digits --out runs/digits_preview.png
 # ---------------------------------------------------------------------------
 
 

@@ -1,10 +1,10 @@
 """Benchmark the default U-Net against the U-Net a learner would otherwise pick.
 
 Usage (from the repository root):
-    python -m benchmarks.bench_unet                      # batch 128, 2 warm-up + 5 timed steps
-    python -m benchmarks.bench_unet --steps 10 --out runs/bench_unet.md
-    python -m benchmarks.bench_unet --baseline standin   # no diffusers needed
-    python -m benchmarks.bench_unet --channels-last      # both models in channels_last memory format
+    python -m tools.benchmarks.bench_unet                      # batch 128, 2 warm-up + 5 timed steps
+    python -m tools.benchmarks.bench_unet --steps 10 --out runs/bench_unet.md
+    python -m tools.benchmarks.bench_unet --baseline standin   # no diffusers needed
+    python -m tools.benchmarks.bench_unet --channels-last      # both models in channels_last memory format
 
 The two contenders:
 
@@ -95,7 +95,7 @@ STANDIN_CONFIG = dict(
     num_heads=8,
     groups=32,
 )
-INSTALL_HINT = ".venv/bin/pip install -r benchmarks/requirements.txt"
+INSTALL_HINT = ".venv/bin/pip install -r tools/benchmarks/requirements.txt"
 
 
 # ---------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ``args.fallback_reason`` (why the stand-in replaced diffusers by default, else "").
     """
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_unet", description=__doc__.split("\n\n")[0]
+        prog="python -m tools.benchmarks.bench_unet", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--batch-size", type=int_at_least(1), default=128, help="images per step (default 128)"

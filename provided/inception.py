@@ -11,7 +11,7 @@ FID is defined with) are already in torch.hub's checkpoint folder
 
 Running either package once while online stores the weights. The features are the
 2048-dimensional pool features of images resized to 299×299 (grey images repeated to
-three channels); the distance is :func:`evaluation.metrics.frechet_distance`. On 28×28
+three channels); the distance is :func:`provided.metrics.frechet_distance`. On 28×28
 digits Inception's features say little: the classifier metrics are the better guide.
 """
 

@@ -39,21 +39,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from .diffusion import SAMPLERS, SPACINGS, VARIANCES
-from .trainer import (
-    CHECKPOINT_FORMAT,
-    THREADS_HELP,
-    ImageConditioned,
-    apply_threads,
-    float_in,
-    int_at_least,
-    _task_names,
-    atomic_write,
-    flag,
-    guidance_inputs,
-    triplet_rows,
-)
-from .utils import (
+from utils import (
     DEVICES,
     IMPLEMENTATIONS,
     image_grid,
@@ -66,15 +52,17 @@ from .utils import (
     trajectory_frames,
 )
 
+from .choices import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, MASK_PRESETS, SAMPLERS, SPACINGS, TASK_NAMES, VARIANCES
+from .cli import IMPL_HELP, THREADS_HELP, CommandError, apply_threads, flag, float_in, int_at_least, one_line, run_command
+from .conditioning import ImageConditioned, guidance_inputs, triplet_rows
+from .files import CHECKPOINT_FORMAT, atomic_write
+from .phases import CODE_NAMES
+
 #: What a --save-tensor file says it is (its "format" field).
 SAMPLES_FORMAT = "diffusion-exercises/sample.py samples"
 SAMPLES_VERSION = 1
-#: DDIM's number of steps when --steps is not given (T if T is smaller).
-DEFAULT_DDIM_STEPS = 50
 #: The number of images without --num-samples.
 DEFAULT_NUM_SAMPLES = 64
-#: Phase 5: the guidance scale w without --guidance-scale (1: plain conditional, 0: unconditional).
-DEFAULT_GUIDANCE_SCALE = 3.0
 #: How many images of the first batch the --gif animation shows.
 GIF_IMAGES = 16
 #: What sample.py needs from a checkpoint, and from the training settings saved in it.
@@ -82,16 +70,12 @@ CHECKPOINT_KEYS = ("config", "model_config", "model", "ema")
 CONFIG_KEYS = ("schedule", "timesteps", "prediction", "image_size")
 #: The picture formats --out may name, by file extension.
 GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-#: How the summary names each implementation.
-CODE_NAMES = {"learner": "your code", "solutions": "the reference code"}
-#: Phase 5: the masks of --inpaint that need no file (degradations.MASK_PRESETS), and the one without --mask.
-MASK_PRESETS = ("left", "center", "strokes")
 DEFAULT_MASK = "center"
 #: Phase 5: the value the hidden pixels show in the --inpaint grid's "masked" row (0: mid-grey in [-1, 1]).
 MASK_FILL = 0.0
 
 
-class SampleError(RuntimeError):
+class SampleError(CommandError):
     """A problem that stops the command, reported as one line (``sample.py: error: …``), exit status 1."""
 
 
@@ -193,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     images = parser.add_argument_group(
         "image conditioning and inpainting (Phase 5): restore or complete test images"
     )
-    images.add_argument("--task", default=None, choices=_task_names(), metavar="NAME",
+    images.add_argument("--task", default=None, choices=TASK_NAMES, metavar="NAME",
                         help="restore degraded images with a checkpoint of train.py --task NAME (%(choices)s); "
                         "default: the checkpoint's own task. The images are degraded with "
                         "degradations.degrade, then restored; the grid's rows are degraded, restored, "
@@ -248,8 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
     run.add_argument("--threads", default=None, type=int_at_least(1), metavar="N", help=THREADS_HELP)
     run.add_argument("--impl", default=None, choices=IMPLEMENTATIONS,
-                     help="whose code to run: your files (learner) or the reference (solutions); "
-                     "default: $DIFFUSION_IMPL, else learner")
+        help=IMPL_HELP)
     return parser
 
 
@@ -364,12 +347,6 @@ def unreadable_reason(path: Path, error: Exception) -> str:
         return "it is cut short: the end of the file is missing"
     text = str(error).strip()
     return one_line(text.splitlines()[0] if text else error, 200)
-
-
-def one_line(error: Exception | str, limit: int = 400) -> str:
-    """An exception's message (or a text) on one line, shortened to ``limit`` characters."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def load_model(
@@ -604,7 +581,7 @@ def restore_images(
     """--task: degrade ``original`` with ``degradations.degrade`` (its draws first: denoise only), then sample
     x_0 conditioned on the degraded images, batch after batch, every draw from ``generator``.
 
-    The model sees the degraded batch through ``trainer.ImageConditioned``, as in training.
+    The model sees the degraded batch through ``provided.conditioning.ImageConditioned``, as in training.
 
     Returns:
         degraded and restored, (N, C, H, W) float32 on the CPU.
@@ -629,7 +606,7 @@ def inpaint_images(
 ) -> torch.Tensor:
     """--inpaint: ``diffusion.inpaint_loop`` on ``original`` batch after batch, every draw from ``generator``.
 
-    A class-conditional model gets ``labels`` (N,) with ``guidance_scale`` (see ``trainer.guidance_inputs``).
+    A class-conditional model gets ``labels`` (N,) with ``guidance_scale`` (see ``provided.conditioning.guidance_inputs``).
 
     Returns:
         (N, C, H, W) float32 on the CPU: the known pixels are the original's.
@@ -715,7 +692,7 @@ def draw_samples(
     the seed and on ``batch_size``. The first batch is recorded into ``trajectory``
     (if given). ``options`` are sample_loop's keyword arguments (:func:`sampling_options`).
     For a class-conditional model, ``labels`` (num_samples,) are the images' classes,
-    sampled with guidance scale ``guidance_scale`` (see ``trainer.guidance_inputs``).
+    sampled with guidance scale ``guidance_scale`` (see ``provided.conditioning.guidance_inputs``).
 
     Returns:
         (num_samples, C, H, W) float32 images on the CPU.
@@ -1055,15 +1032,6 @@ def run_on_test_images(
     return 0
 
 
-def not_attempted(error: NotImplementedError) -> str:
-    """The line for a stub the command needs: what is missing and how to go on."""
-    return (
-        f"not attempted yet: {error}. Sampling with --impl learner runs your noise_schedule.py, unet.py "
-        "and diffusion.py (and degradations.py with --task or --inpaint); finish that function (make grade "
-        "shows what is left), or sample with the reference: --impl solutions"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python sample.py …``: returns the exit status.
 
@@ -1071,20 +1039,9 @@ def main(argv: list[str] | None = None) -> int:
     not written yet, …); 2: a bad flag (argparse's message, naming the flag); 130: Ctrl-C.
     """
     args, parser = parse_args(argv)
-    try:
-        return run(args, parser)
-    except NotImplementedError as error:
-        if args.impl != "learner":
-            raise  # the reference is never a stub: show the whole traceback
-        print(f"sample.py: error: {not_attempted(error)}", file=sys.stderr)
-        return 1
-    except SampleError as error:
-        print(f"sample.py: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nsample.py: stopped by Ctrl-C", file=sys.stderr)
-        return 130
+    return run_command(
+        "sample.py", lambda: run(args, parser),
+        needs="Sampling runs noise_schedule.py, unet.py and diffusion.py (and degradations.py with --task "
+              "or --inpaint)",
+        interrupted="stopped by Ctrl-C")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,11 @@
 """Run every benchmark of the repository and write one markdown table.
 
 Usage (from the repository root):
-    python -m benchmarks.run_all                                # everything: about 25 minutes on two CPU cores
-    python -m benchmarks.run_all --out benchmarks/RESULTS.md    # also write the report to a file
-    python -m benchmarks.run_all --only unet,sampling           # some sections only
-    python -m benchmarks.run_all --skip make-test               # all but some
-    python -m benchmarks.run_all --threads 1                    # one torch thread everywhere (busy machines)
+    python -m tools.benchmarks.run_all                                # everything: about 25 minutes on two CPU cores
+    python -m tools.benchmarks.run_all --out runs/bench/report.md    # also write the report to a file
+    python -m tools.benchmarks.run_all --only unet,sampling           # some sections only
+    python -m tools.benchmarks.run_all --skip make-test               # all but some
+    python -m tools.benchmarks.run_all --threads 1                    # one torch thread everywhere (busy machines)
 
 The five sections, each run in its own process(es) so that one cannot slow down or
 break another, and each measured against a baseline from the same run where the
@@ -57,8 +57,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench_unet import int_at_least, load_average, machine_description
-from solutions.trainer import float_in
+from tools.benchmarks.bench_unet import int_at_least, load_average, machine_description
+from provided.training import float_in
 
 #: The sections in the order they run (the cheapest first).
 SECTIONS = ("unet", "sampling", "grading", "make-test", "quality")
@@ -95,7 +95,7 @@ def flag_list(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.run_all",
+        prog="python -m tools.benchmarks.run_all",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -250,7 +250,7 @@ def run_speed_script(args: argparse.Namespace, script: str, extra: list[str], na
     script's own markdown report becomes the section's details.
     """
     report, figures_path = args.work / f"{script}.md", args.work / f"{script}.json"
-    command = [sys.executable, "-m", f"benchmarks.{script}", "--out", str(report), "--json", str(figures_path), *extra]
+    command = [sys.executable, "-m", f"tools.benchmarks.{script}", "--out", str(report), "--json", str(figures_path), *extra]
     if args.threads is not None:
         command += ["--threads", str(args.threads)]
     finished = run_logged(command, args.work / f"{script}.log", args.threads)
@@ -543,7 +543,7 @@ def format_report(args: argparse.Namespace, results: dict[str, SectionResult], s
     rows = [row for result in results.values() for row in result.rows]
     parts = [
         "## Benchmarks",
-        f"`python -m benchmarks.run_all` on {datetime.date.today().isoformat()}: sections "
+        f"`python -m tools.benchmarks.run_all` on {datetime.date.today().isoformat()}: sections "
         f"{', '.join(results)}; the whole run took {minutes_and_seconds(seconds)}.",
         summary_table(rows).rstrip("\n"),
         machine_line(args.threads, load),

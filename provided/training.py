@@ -1,7 +1,3 @@
-# ─────────────────────────────────────────────────────────────────────────────
-# PROVIDED: nothing to fill in here. Maintainers: this file is written by
-# `make stubs` from solutions/trainer.py; edit the solution and regenerate.
-# ─────────────────────────────────────────────────────────────────────────────
 """§3.5 · The training loop and the ``python train.py`` command (provided: nothing to fill in here).
 
 ``python train.py`` runs :func:`main` below. It follows DDPM's Algorithm 1 with the
@@ -41,8 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train import LOSS_TYPES, PREDICTION_TYPES
 from utils import DEVICES, IMPLEMENTATIONS, import_impl, pick_device, resolve_impl, seed_everything, to_unit_range
+
+from .choices import DEFAULT_GUIDANCE_SCALE, DEFAULT_UNET_CONFIG, LOSS_TYPES, PREDICTION_TYPES, SCHEDULE_NAMES, TASK_NAMES
+from .cli import IMPL_HELP, THREADS_HELP, CommandError, apply_threads, flag, float_in, int_at_least, int_list, run_command
+from .conditioning import ImageConditioned, guidance_inputs, triplet_rows
+from .files import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_write, save_checkpoint, save_grid, write_json
+from .image_data import DATASETS
+from .phases import CODE_NAMES
 
 #: The settings ``python train.py`` uses without flags: those of ``make demo``, about 4–5 minutes
 #: on two CPU cores for recognisable digits (README.md, "Training").
@@ -61,9 +63,6 @@ MIN_LR_RATIO = 0.1
 #: Gradients are rescaled so that their global L2 norm is at most this.
 GRAD_CLIP_NORM = 1.0
 AMP_CHOICES = ("auto", "bf16", "fp16", "none")
-#: What a checkpoint says it is; a file without it is refused with a clear message.
-CHECKPOINT_FORMAT = "diffusion-exercises/train.py checkpoint"
-CHECKPOINT_VERSION = 1
 #: Settings a --resume may change: how the run is carried out, not what it trains.
 RESUMABLE_SETTINGS = (
     "steps", "epochs", "time_limit", "sample_every", "sample_steps", "num_samples",
@@ -75,126 +74,10 @@ MODEL_FLAGS = ("base_channels", "channel_mults", "num_res_blocks", "attention_le
 LOSS_CSV_FIELDS = ("step", "loss", "lr", "images_per_s")
 #: Phase 5: the usual probability of training a batch image without its label (Ho & Salimans 2022).
 DEFAULT_P_UNCOND = 0.1
-#: Phase 5: the guidance scale w of the sample grids of a class-conditional run (1: plain conditional).
-DEFAULT_SAMPLE_GUIDANCE = 3.0
-#: Phase 5: images per row of the grids that compare three versions of each image (--task here,
-#: --task and --inpaint in sample.py): every group of up to this many images takes three rows.
-TRIPLET_COLUMNS = 8
 
 
-class TrainError(RuntimeError):
+class TrainError(CommandError):
     """A problem that stops a run, reported as one line (``train.py: error: …``), exit status 1."""
-
-
-def flag(dest: str) -> str:
-    """The command-line spelling of a setting: "batch_size" → "--batch-size"."""
-    return "--" + dest.replace("_", "-")
-
-
-#: The help of --threads, shared by train.py, sample.py and evaluate.py.
-THREADS_HELP = (
-    "CPU threads for torch (default: torch's choice, one per core); on a machine busy with other "
-    "programs 1 is often several times faster"
-)
-
-
-def apply_threads(threads: int | None) -> None:
-    """``--threads N``: the number of CPU threads torch uses in this process (None: leave torch's default).
-
-    With more threads than free cores, every operation waits for whichever of its
-    threads lost its core, so on a busy machine one thread can beat two by far.
-    """
-    if threads is not None:
-        torch.set_num_threads(threads)
-
-
-# -- argument types: each raises ArgumentTypeError, which argparse reports as "argument --flag: …"
-
-
-def int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number ≥ {minimum}; got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number ≥ {minimum}; got {value}")
-        return value
-
-    parse.__name__ = f"int ≥ {minimum}"
-    return parse
-
-
-def float_in(low: float, high: float | None = None, *, low_open: bool = True, high_open: bool = True):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        above = value > low if low_open else value >= low
-        below = high is None or (value < high if high_open else value <= high)
-        if not (math.isfinite(value) and above and below):
-            left = "(" if low_open else "["
-            right = "∞)" if high is None else (f"{high:g})" if high_open else f"{high:g}]")
-            raise argparse.ArgumentTypeError(f"must be a number in {left}{low:g}, {right}; got {text!r}")
-        return value
-
-    parse.__name__ = "number"
-    return parse
-
-
-def int_list(allow_empty: bool):
-    def parse(text: str) -> tuple[int, ...]:
-        parts = [part.strip() for part in text.split(",") if part.strip()]
-        try:
-            values = tuple(int(part) for part in parts)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"must be comma-separated whole numbers such as 1,2,4; got {text!r}"
-            ) from None
-        if not values and not allow_empty:
-            raise argparse.ArgumentTypeError(f"must name at least one number, such as 1,2,4; got {text!r}")
-        if any(value < 0 for value in values):
-            raise argparse.ArgumentTypeError(f"must be whole numbers ≥ 0; got {text!r}")
-        return values
-
-    parse.__name__ = "list"
-    return parse
-
-
-def _dataset_names() -> tuple[str, ...]:
-    from image_data import DATASETS
-
-    return tuple(DATASETS)
-
-
-def _model_defaults() -> dict:
-    """The U-Net's DEFAULT_CONFIG, for --help (empty when unet.py does not import)."""
-    try:
-        from unet import DEFAULT_CONFIG
-
-        return dict(DEFAULT_CONFIG)
-    except Exception:  # a learner's unet.py with a syntax error must not break --help
-        return {}
-
-
-def _task_names() -> tuple[str, ...]:
-    """The enhancement tasks of degradations.TASKS (the reference's names if degradations.py does not import)."""
-    try:
-        from degradations import TASKS
-
-        return tuple(TASKS)
-    except Exception:  # a learner's degradations.py with a syntax error must not break --help
-        return ("denoise", "deblur", "superres", "jpeg", "mask")
-
-
-def _schedule_names() -> tuple[str, ...]:
-    try:
-        from noise_schedule import SCHEDULES
-
-        return tuple(SCHEDULES)
-    except Exception:
-        return ("linear", "scaled_linear", "quadratic", "cosine", "sigmoid", "karras")
 
 
 HELP_DESCRIPTION = """\
@@ -234,7 +117,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         kwargs["default"] = argparse.SUPPRESS if suppress_defaults else default
         group.add_argument(*flags, **kwargs)
 
-    model_defaults = _model_defaults()
+    model_defaults = dict(DEFAULT_UNET_CONFIG)
 
     def model_default(key: str, text=None) -> str:
         if key not in model_defaults:
@@ -247,7 +130,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         return ",".join(str(v) for v in values) if values else "none"
 
     data = parser.add_argument_group("data")
-    add(data, "--dataset", default="digits", choices=_dataset_names(), metavar="NAME",
+    add(data, "--dataset", default="digits", choices=tuple(DATASETS), metavar="NAME",
         help="what to train on: %(choices)s (default: %(default)s, the embedded digits, no download)")
     add(data, "--data-dir", default="data", metavar="DIR", help="where datasets are stored (default: %(default)s)")
     add(data, "--download", default=False, action="store_true",
@@ -261,7 +144,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     diffusion = parser.add_argument_group("diffusion")
     add(diffusion, "--timesteps", default=1000, type=int_at_least(2), metavar="T",
         help="T, the number of diffusion steps (default: %(default)s)")
-    add(diffusion, "--schedule", default=DEFAULT_SCHEDULE, choices=_schedule_names(), metavar="NAME",
+    add(diffusion, "--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULE_NAMES, metavar="NAME",
         help="noise schedule: %(choices)s (default: %(default)s)")
     add(diffusion, "--prediction", default=DEFAULT_PREDICTION, choices=PREDICTION_TYPES,
         help="what the network outputs: the noise ε, the clean image x_0 or v = √ᾱ ε − √(1 − ᾱ) x_0 "
@@ -316,14 +199,14 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="with --class-conditional: the probability that an image is trained with the null label "
         "instead of its own (drop_labels; default: %(default)g). Each batch first draws its dropout "
         "from the training generator, then training_step draws its t and noise")
-    add(conditioning, "--sample-guidance", default=DEFAULT_SAMPLE_GUIDANCE, type=float_in(0.0, low_open=False),
+    add(conditioning, "--sample-guidance", default=DEFAULT_GUIDANCE_SCALE, type=float_in(0.0, low_open=False),
         metavar="W", help="with --class-conditional: the guidance scale w of the sample grids, whose "
         "column j shows class j (default: %(default)g; 1 = plain conditional, 0 = unconditional)")
 
     enhancement = parser.add_argument_group(
         "image conditioning (Phase 5; off by default: the model generates images from noise alone)"
     )
-    add(enhancement, "--task", default=None, choices=_task_names(), metavar="NAME",
+    add(enhancement, "--task", default=None, choices=TASK_NAMES, metavar="NAME",
         help="train a U-Net that restores degraded images instead: %(choices)s (degradations.TASKS). "
         "The U-Net gets cond_channels = the image channels, and each batch becomes (x_0, y) = "
         "condition_pair(images, task, generator); from the training generator a batch draws first "
@@ -373,8 +256,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(run, "--seed", default=0, type=int_at_least(0), metavar="S",
         help="seed of the weights, the data order and the noise (default: %(default)s)")
     add(run, "--impl", default=None, choices=IMPLEMENTATIONS,
-        help="whose code to run: your files (learner) or the reference (solutions); "
-        "default: $DIFFUSION_IMPL, else learner")
+        help=IMPL_HELP)
     return parser
 
 
@@ -511,39 +393,6 @@ def restore_rng(state: dict, generator: torch.Generator, device: torch.device) -
     )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it onto ``path``.
-
-    ``os.replace`` is atomic on one file system: a crash or Ctrl-C leaves either the
-    old file or the new one, never half of one, and no temporary file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a checkpoint dict with ``torch.save``, atomically."""
-    atomic_write(path, lambda handle: torch.save(state, handle))
-
-
 def load_checkpoint(path: Path) -> dict:
     """Read a checkpoint written by this command; raise TrainError naming the file if it cannot be used."""
     path = Path(path)
@@ -563,95 +412,6 @@ def load_checkpoint(path: Path) -> dict:
     if missing:
         raise TrainError(f"the checkpoint {path} is incomplete: it lacks {', '.join(missing)}")
     return state
-
-
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
-    """Save (N, C, H, W) images in [-1, 1] as one PNG grid of ``nrow`` per row (default: about √N),
-    small images enlarged (nearest pixel)."""
-    from torchvision.utils import make_grid, save_image
-
-    images = to_unit_range(images.detach().float().cpu())
-    scale = max(1, 64 // images.shape[-1])
-    if scale > 1:
-        images = F.interpolate(images, scale_factor=scale, mode="nearest")
-    grid = make_grid(images, nrow=nrow or math.ceil(math.sqrt(images.shape[0])), padding=2, pad_value=0.5)
-    atomic_write(path, lambda handle: save_image(grid, handle, format="png"))
-
-
-def guidance_inputs(class_labels: torch.Tensor, guidance_scale: float, null_label: int) -> dict:
-    """The ``class_labels`` and ``guidance_scale`` to give ``diffusion.sample_loop`` for w = guidance_scale.
-
-    w = 1 is the plain conditional prediction and w = 0 the unconditional one, so both are
-    sampled with one network call per step (no guidance: the labels, or the null label for
-    every image); any other w is classifier-free guidance, two calls in one doubled batch.
-    """
-    if guidance_scale == 1:
-        return {"class_labels": class_labels, "guidance_scale": None}
-    if guidance_scale == 0:
-        return {"class_labels": torch.full_like(class_labels, null_label), "guidance_scale": None}
-    return {"class_labels": class_labels, "guidance_scale": float(guidance_scale)}
-
-
-class ImageConditioned(nn.Module):
-    """An image-conditioned U-Net seen as ``model(x_t, t, class_labels)`` (Phase 5, --task).
-
-    ``training_step`` and the samplers call ``model(x_t, t, class_labels)`` and know nothing
-    of a condition image; a U-Net built with ``cond_channels`` also needs ``cond``. This
-    wrapper holds the condition of the current batch in ``.cond`` (set it before each
-    training step or sampling run) and calls ``model(x_t, t, class_labels, cond)``.
-
-    It has no weights of its own: its parameters are the U-Net's (so ``call_model`` finds
-    their dtype), but its ``state_dict`` would prefix every name with ``model.``, so
-    checkpoints and the EMA keep using the U-Net itself, never this wrapper.
-    """
-
-    def __init__(self, model: nn.Module, cond: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.cond = cond  # (B, C, H, W) in [-1, 1], the degraded images
-
-    @property
-    def num_classes(self) -> int:
-        """The wrapped U-Net's number of classes (``call_model`` reads it for guidance)."""
-        return getattr(self.model, "num_classes", 0) or 0
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.cond is None:
-            raise RuntimeError("ImageConditioned: set .cond, the (B, C, H, W) condition images, before calling it")
-        cond = self.cond
-        if cond.shape[0] != x.shape[0] and cond.shape[0] and x.shape[0] % cond.shape[0] == 0:
-            cond = cond.repeat(x.shape[0] // cond.shape[0], 1, 1, 1)  # a guided batch is doubled
-        return self.model(x, t, class_labels, cond.to(x.dtype))
-
-
-def triplet_rows(
-    first: torch.Tensor, second: torch.Tensor, third: torch.Tensor, columns: int = TRIPLET_COLUMNS
-) -> tuple[torch.Tensor, int]:
-    """Three versions of N images (e.g. degraded, restored, original) arranged for a grid, row by row.
-
-    The images go in groups of ``columns`` (fewer if N is smaller): each group takes three
-    rows, one per version, so every image sits above its other versions. A last, partial
-    group is filled with mid-grey cells (0 in [-1, 1]), which the grid's grey background hides.
-
-    Args:
-        first, second, third: (N, C, H, W) each, in [-1, 1].
-        columns: images per row at most.
-
-    Returns:
-        (3 · groups · per_row, C, H, W) images on the CPU, and per_row = min(columns, N), the
-        ``nrow`` to give the grid.
-    """
-    count = first.shape[0]
-    per_row = max(1, min(columns, count))
-    groups = math.ceil(count / per_row)
-    parts = []
-    for images in (first, second, third):
-        images = images.detach().float().cpu()
-        missing = groups * per_row - count
-        if missing:
-            images = torch.cat([images, images.new_zeros(missing, *images.shape[1:])])
-        parts.append(images.reshape(groups, per_row, *images.shape[1:]))
-    return torch.stack(parts, dim=1).flatten(0, 2), per_row  # (groups, 3, per_row, …) → rows
 
 
 def first_images(dataset, count: int) -> torch.Tensor:
@@ -835,7 +595,7 @@ def merge_resumed_settings(saved: dict, args: argparse.Namespace, given: set[str
 
 def open_dataset(config: dict, parser):
     """The training set that the data flags name; a problem with them is reported against the flag."""
-    from image_data import DatasetUnavailable, make_dataset
+    from .image_data import DatasetUnavailable, make_dataset
 
     try:
         return make_dataset(
@@ -930,11 +690,6 @@ def total_steps(config: dict, batches_per_epoch: int) -> int:
     return config["steps"] if config.get("steps") is not None else DEFAULT_STEPS
 
 
-def write_json(path: Path, value: dict) -> None:
-    text = json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
 def remove_previous_run(out: Path) -> None:
     """--overwrite: delete what an earlier run wrote in ``out`` (only the files this command writes)."""
     names = ["last.pt", "loss.csv", "loss.png", "samples.png", "config.json"]
@@ -942,15 +697,6 @@ def remove_previous_run(out: Path) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def not_attempted(error: NotImplementedError) -> TrainError:
-    """The error for a stub the run needs: what is missing and how to go on."""
-    return TrainError(
-        f"not attempted yet: {error}. Training with --impl learner needs your Phases 1–3 "
-        "(and §5.1–§5.2 with --class-conditional, §5.4–§5.5 with --task); "
-        "finish that function (make grade shows what is left) or train the reference with --impl solutions"
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -965,24 +711,16 @@ def main(argv: list[str] | None = None) -> int:
     2: a bad flag (argparse's message, naming the flag); 130: stopped by Ctrl-C, saved.
     """
     args, given, parser = parse_args(argv)
-    try:
-        return train(args, given, parser)
-    except NotImplementedError as error:
-        print(f"train.py: error: {not_attempted(error)}", file=sys.stderr)
-        return 1
-    except TrainError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nstopped at once (second Ctrl-C): last.pt holds the run as of its last save", file=sys.stderr)
-        return 130
+    return run_command(
+        "train.py", lambda: train(args, given, parser),
+        needs="Training runs Phases 1–3 (and §5.1–§5.2 with --class-conditional, §5.4–§5.5 with --task)",
+        interrupted="stopped at once (second Ctrl-C): last.pt holds the run as of its last save")
 
 
 def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentParser) -> int:
     """The run itself (see :func:`main`)."""
     from tqdm.auto import tqdm
 
-    from image_data import DATASETS
 
     bar = None
 
@@ -1146,7 +884,8 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
     if task:
         classes = f", task {task}: {degradations.TASKS[task].description}"
     print(
-        f"{'resuming' if checkpoint else 'training'} the {impl} U-Net ({parameters / 1e6:.2f} M parameters) on "
+        f"{'resuming' if checkpoint else 'training'} the U-Net ({parameters / 1e6:.2f} M parameters) with "
+        f"{CODE_NAMES[impl]} on "
         f"{config['dataset']} ({len(dataset)} images of {channels}×{height}×{width}{classes}) on {device}"
         f"{f' with {config_amp_name(amp_dtype)}' if amp_dtype is not None else ''}: "
         f"{'from step ' + str(step) + ' ' if checkpoint else ''}to step {config['steps']}, "
@@ -1303,3 +1042,7 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
 def config_amp_name(dtype: torch.dtype | None) -> str:
     return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast and a GradScaler"}.get(dtype, "float32")
 
+
+
+if __name__ == "__main__":  # `python -m provided.training`: the same command, for when train.py itself does not compile
+    sys.exit(main())

@@ -4,7 +4,7 @@ The network is three 3×3 convolutions (each with batch norm and ReLU, the first
 followed by 2×2 max pooling), an adaptive average pool to 4×4, a fully connected
 *feature layer* of :data:`FEATURE_DIM` units (ReLU) and a linear head over the classes.
 :func:`classify` returns both the feature vectors, the space in which
-:mod:`evaluation.metrics` compares samples with real images, and the predicted classes.
+:mod:`provided.metrics` compares samples with real images, and the predicted classes.
 
 It is trained once per dataset on the dataset's training split (seeded: the same
 weights every time on one machine), its accuracy measured on the whole test split, and
@@ -167,7 +167,7 @@ def classify(
 
 def dataset_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """All of a dataset of ``make_dataset`` as tensors: (N, C, H, W) float32 in [0, 1], (N,) int64 labels."""
-    from solutions.image_data import TensorImageDataset
+    from .image_data import TensorImageDataset
 
     if (
         isinstance(dataset, TensorImageDataset) and dataset.colours is None and not dataset.flip
@@ -234,7 +234,7 @@ def train_classifier(
 
 def _dataset(name: str, split: str, data_dir: str | Path, download: bool, num_images: int | None):
     """The split of dataset ``name`` for the classifier; ClassifierError (one line) if unavailable."""
-    from solutions.image_data import DATASETS, DatasetUnavailable, make_dataset
+    from .image_data import DATASETS, DatasetUnavailable, make_dataset
 
     if name not in DATASETS:
         raise ClassifierError(f"unknown dataset {name!r}: the known ones are {', '.join(DATASETS)}")
@@ -267,7 +267,7 @@ def train_on_dataset(
     """Train the classifier of dataset ``name`` on its training split; measure it on its test split.
 
     Args:
-        name: a labelled dataset of ``solutions.image_data.DATASETS``.
+        name: a labelled dataset of ``provided.image_data.DATASETS``.
         data_dir, download: where the dataset is, and whether torchvision may download it.
         epochs: passes over the training images (None: :func:`default_epochs`).
         num_train, num_test: use only that many images of each split (None: all; tests use few).
@@ -279,7 +279,7 @@ def train_on_dataset(
         The model (eval mode, on the CPU) and its record: everything :func:`save_classifier`
         stores besides the weights, including ``test_accuracy`` and ``test_images``.
     """
-    from solutions.image_data import DATASETS
+    from .image_data import DATASETS
 
     epochs = default_epochs(name) if epochs is None else epochs
     train_images, train_labels = dataset_tensors(_dataset(name, "train", data_dir, download, num_train))
@@ -313,7 +313,7 @@ def train_on_dataset(
 
 def save_classifier(path: str | Path, model: FeatureClassifier, record: dict) -> Path:
     """Write the weights and the record to ``path`` (torch.save, atomically; folders created)."""
-    from solutions.trainer import atomic_write
+    from .files import atomic_write
 
     payload = {"format": CLASSIFIER_FORMAT, "version": CLASSIFIER_VERSION, **record,
                "state_dict": {key: value.cpu() for key, value in model.state_dict().items()}}
