@@ -100,6 +100,20 @@ def one_line(error: Exception | str, limit: int = 400) -> str:
 
 
 
+
+def guidance_scales(text: str) -> tuple[float, ...]:
+    """--guidance-grid, --sweep: guidance scales w ≥ 0 separated by commas, such as 0,1,3,5 (repeats dropped)."""
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or not all(math.isfinite(w) and w >= 0 for w in scales):
+        raise argparse.ArgumentTypeError(
+            f"must be guidance scales ≥ 0 separated by commas, such as 0,1,3,5; got {text!r}"
+        )
+    return tuple(dict.fromkeys(scales))
+
+
 # ---------------------------------------------------------------------------
 # --impl, and the one-line errors every command ends with
 # ---------------------------------------------------------------------------

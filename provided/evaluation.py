@@ -56,7 +56,7 @@ from .classifier import (
 from .inception import InceptionUnavailable, inception_extractor, inception_features
 from .metrics import DEFAULT_KNN, accuracy, frechet_distance, precision_recall
 from .choices import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, SAMPLERS
-from .cli import IMPL_HELP, THREADS_HELP, CommandError, flag, float_in, int_at_least, run_command
+from .cli import IMPL_HELP, THREADS_HELP, CommandError, flag, float_in, guidance_scales, int_at_least, run_command
 from .files import atomic_write, write_json
 from .image_data import DATASETS, DatasetUnavailable, make_dataset
 from .sampling import (
@@ -125,19 +125,6 @@ examples:
   python evaluate.py --checkpoint runs/demo --impl solutions --device cpu --knn 5"""
 
 
-def _guidance_scales(text: str) -> tuple[float, ...]:
-    """--sweep: guidance scales ≥ 0 separated by commas, such as 0,1,3,5 (duplicates dropped)."""
-    try:
-        scales = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        scales = ()
-    if not scales or not all(math.isfinite(w) and w >= 0 for w in scales):
-        raise argparse.ArgumentTypeError(
-            f"must be guidance scales ≥ 0 separated by commas, such as 0,1,3,5; got {text!r}"
-        )
-    return tuple(dict.fromkeys(scales))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line, one argument group per concern."""
     parser = argparse.ArgumentParser(
@@ -164,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="class-conditional models: the classifier-free guidance scale w (0: unconditional, "
                           f"1: plain conditional; default: {DEFAULT_GUIDANCE_SCALE:g}); the classes are cycled, so "
                           "each has N / K samples")
-    sampling.add_argument("--sweep", default=None, type=_guidance_scales, metavar="W1,W2,…",
+    sampling.add_argument("--sweep", default=None, type=guidance_scales, metavar="W1,W2,…",
                           help="class-conditional models: also measure at each of these scales, such as 0,1,2,3,5 "
                           "(every scale from the same noise); writes sweep.md and sweep.png")
     sampling.add_argument("--batch-size", default=None, type=int_at_least(1), metavar="B",

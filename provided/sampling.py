@@ -53,7 +53,9 @@ from utils import (
 )
 
 from .choices import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, MASK_PRESETS, SAMPLERS, SPACINGS, TASK_NAMES, VARIANCES
-from .cli import IMPL_HELP, THREADS_HELP, CommandError, apply_threads, flag, float_in, int_at_least, one_line, run_command
+from .cli import (
+    IMPL_HELP, THREADS_HELP, CommandError, apply_threads, flag, float_in, guidance_scales, int_at_least, one_line, run_command,
+)
 from .conditioning import ImageConditioned, guidance_inputs, triplet_rows
 from .files import CHECKPOINT_FORMAT, atomic_write
 from .phases import CODE_NAMES
@@ -169,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--guidance-scale", default=None, type=float_in(0.0, low_open=False), metavar="W",
                        help="classifier-free guidance scale w: 1 = plain conditional, 0 = unconditional, "
                        f"> 1 = more like the class (default: {DEFAULT_GUIDANCE_SCALE:g})")
-    scale.add_argument("--guidance-grid", default=None, type=_scales, metavar="W1,W2,…",
+    scale.add_argument("--guidance-grid", default=None, type=guidance_scales, metavar="W1,W2,…",
                        help="instead, one row per --class-id class and one column per scale, such as "
                        "0,1,3,5; every column starts from the same noise, so a row shows what w changes "
                        "(--num-samples is not used)")
@@ -247,17 +249,6 @@ def _class_ids(text: str) -> str | tuple[int, ...]:
     if not ids or min(ids) < 0:
         raise argparse.ArgumentTypeError(f"must be all, or class numbers ≥ 0 such as 3 or 0,2,4; got {text!r}")
     return ids
-
-
-def _scales(text: str) -> tuple[float, ...]:
-    """--guidance-grid: guidance scales ≥ 0 separated by commas, such as 0,1,3,5."""
-    try:
-        scales = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        scales = ()
-    if not scales or not all(math.isfinite(w) and w >= 0 for w in scales):
-        raise argparse.ArgumentTypeError(f"must be guidance scales ≥ 0 such as 0,1,3,5; got {text!r}")
-    return scales
 
 
 def resolve_run_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

@@ -178,7 +178,7 @@ def test_durations_and_the_table_read_well():
         (["--target-accuracy", "1.5"], "argument --target-accuracy: must be a number in (0, 1]; got '1.5'"),
         (["--quality-minutes", "-1"], "argument --quality-minutes: must be a number in (0, ∞); got '-1'"),
         (["--quality-every", "0"], "argument --quality-every: must be a whole number ≥ 1"),
-        (["--threads", "two"], "argument --threads: must be a whole number ≥ 1, got 'two'"),
+        (["--threads", "two"], "argument --threads: must be a whole number ≥ 1; got 'two'"),
         (["--train-args", "--seed '1"], "argument --train-args: cannot split"),
     ],
 )

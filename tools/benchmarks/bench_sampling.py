@@ -49,14 +49,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from tools.benchmarks.bench_unet import (
-    int_at_least,
-    load_average,
-    machine_description,
-    refuse_folder_outputs,
-    seed_everything,
-    write_outputs,
-)
+from provided.cli import int_at_least
+from tools.benchmarks.bench_unet import load_average, machine_description, refuse_folder_outputs, write_outputs
+from utils import seed_everything
 from solutions.diffusion import ddim_sample, ddpm_sample
 from solutions.noise_schedule import NoiseSchedule
 from solutions.unet import UNet, count_parameters

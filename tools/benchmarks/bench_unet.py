@@ -49,7 +49,6 @@ import datetime
 import json
 import os
 import platform
-import random
 import statistics
 import sys
 import time
@@ -62,6 +61,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from provided.cli import int_at_least
+from utils import seed_everything
 from solutions.unet import UNet, count_parameters
 
 #: One MNIST-sized grey image: (channels, height, width).
@@ -101,21 +102,6 @@ INSTALL_HINT = ".venv/bin/pip install -r tools/benchmarks/requirements.txt"
 # ---------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type`` that accepts whole numbers ≥ ``minimum`` and explains a refusal."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number ≥ {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number ≥ {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def refuse_folder_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, stem: str) -> None:
@@ -497,12 +483,6 @@ def write_outputs(args: argparse.Namespace, report: str, figures: dict) -> None:
 # ---------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's and torch's generators, so both models start from reproducible weights."""
-    random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def main(argv: list[str] | None = None) -> int:

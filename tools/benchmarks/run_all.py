@@ -57,8 +57,8 @@ from pathlib import Path
 
 import torch
 
-from tools.benchmarks.bench_unet import int_at_least, load_average, machine_description
-from provided.training import float_in
+from provided.cli import float_in, int_at_least
+from tools.benchmarks.bench_unet import load_average, machine_description
 
 #: The sections in the order they run (the cheapest first).
 SECTIONS = ("unet", "sampling", "grading", "make-test", "quality")
