@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from grading.report import gradescope_results, terminal_report, write_json
+from grading.report import gradescope_results, terminal_report
+from provided.files import write_json
 from grading.runner import PHASES, PhaseResult, phases_with_checks, run_phase
 from provided.phases import GRADED_IMPLEMENTATIONS, resolve_impl
 
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - start
     print(terminal_report(results, verbose=args.verbose))
     if args.json is not None:
-        write_json(gradescope_results(results, elapsed), args.json)
+        write_json(args.json, gradescope_results(results, elapsed))
         print(f"\nWrote {args.json}")
     all_passed = all(not r.problem and all(c.passed for c in r.checks) for r in results)
     return 0 if all_passed else 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .runner import PHASE_TITLES, CheckResult, PhaseResult
@@ -123,11 +122,3 @@ def gradescope_results(results: list[PhaseResult], execution_time: float) -> dic
         "stdout_visibility": "hidden",
         "tests": tests,
     }
-
-
-def write_json(data: dict, path: Path) -> None:
-    """Write ``data`` atomically: a half-written results.json is never left behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    partial.replace(path)

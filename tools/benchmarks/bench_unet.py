@@ -62,6 +62,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from provided.cli import int_at_least
+from provided.files import atomic_write
 from utils import seed_everything
 from solutions.unet import UNet, count_parameters
 
@@ -475,8 +476,7 @@ def write_outputs(args: argparse.Namespace, report: str, figures: dict) -> None:
     for path, text in ((args.out, report), (args.json, json.dumps(figures, indent=2) + "\n")):
         if path is None:
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        atomic_write(path, lambda handle, text=text: handle.write(text.encode("utf-8")))
         print(f"(written to {path})", file=sys.stderr)
 
 
