@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-import traceback
 from pathlib import Path
 from types import ModuleType
 
@@ -35,6 +34,7 @@ matplotlib.use("Agg")  # draw into files only; must come before pyplot is import
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from provided.cli import IMPL_HELP, run_command  # noqa: E402
 from utils import (  # noqa: E402
     IMPLEMENTATIONS,
     ensure_parent,
@@ -64,8 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--impl",
         choices=IMPLEMENTATIONS,
         default=None,
-        help="whose noise_schedule.py and diffusion.py to run: your files (learner) or the "
-        "reference (solutions); default: $DIFFUSION_IMPL, else learner",
+        help=IMPL_HELP,
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for the pictures")
     parser.add_argument("--timesteps", type=int, default=1000, help="T, the number of steps (≥ 2)")
@@ -75,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
 
     try:
-        args.impl = resolve_impl(args.impl)  # fills in $DIFFUSION_IMPL or "learner"
+        args.impl = resolve_impl(args.impl)  # fills in $DIFFUSION_IMPL or "auto"
     except ValueError as error:
         parser.error(str(error))
     if args.timesteps < 2:
@@ -274,16 +273,6 @@ def write_signal_left(table: list[dict], path: Path) -> Path:
 # ---------------------------------------------------------------------------
 
 
-def not_implemented_line(error: NotImplementedError) -> str:
-    """One line naming the learner file whose stub raised ``error``."""
-    frames = traceback.extract_tb(error.__traceback__)
-    module = Path(frames[-1].filename).name if frames else "code"
-    return (
-        f"Your {module} is not implemented yet ({error}); "
-        "run with --impl solutions to see the reference"
-    )
-
-
 def run(args: argparse.Namespace) -> list[Path]:
     """Build the schedules, noise the digit, write the three files; return their paths."""
     noise_schedule = import_impl("noise_schedule", args.impl)
@@ -318,14 +307,13 @@ def run(args: argparse.Namespace) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 done, 1 your code is still a stub)."""
     args = parse_args(argv)
-    try:
+
+    def body() -> int:
         run(args)
-    except NotImplementedError as error:
-        if args.impl != "learner":
-            raise  # the reference should never be a stub: show the full traceback
-        print(not_implemented_line(error))
-        return 1
-    return 0
+        return 0
+
+    return run_command("forward_demo", body, needs="The Phase 1 demo runs noise_schedule.py and diffusion.py",
+                       interrupted="stopped by Ctrl-C")
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def test_learner_stub_returns_1_with_a_clear_message(stub_learner, tmp_path, cap
     status = main(["--impl", "learner", "--out", str(tmp_path / "out"), "--timesteps", str(T)])
     captured = capsys.readouterr()
     assert status == 1
-    assert "not implemented yet" in captured.out
-    assert "--impl solutions" in captured.out
+    assert captured.err.startswith("forward_demo: error: not attempted yet: Phase 1.")
+    assert "--impl solutions" in captured.err
     assert "Traceback" not in captured.out + captured.err
     assert sys.modules["noise_schedule"].__file__.startswith(str(stub_learner))
