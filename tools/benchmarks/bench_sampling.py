@@ -50,7 +50,9 @@ import torch
 from torch import nn
 
 from provided.cli import int_at_least
-from tools.benchmarks.bench_unet import load_average, machine_description, refuse_folder_outputs, write_outputs
+from tools.benchmarks.bench_unet import (
+    add_common_flags, load_average, machine_description, refuse_folder_outputs, write_outputs,
+)
 from utils import seed_everything
 from solutions.diffusion import ddim_sample, ddpm_sample
 from solutions.noise_schedule import NoiseSchedule
@@ -196,17 +198,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup", type=int_at_least(0), default=1, help="untimed sampling runs per sampler first (default 1)"
     )
-    parser.add_argument(
-        "--threads",
-        type=int_at_least(1),
-        default=torch.get_num_threads(),
-        help=f"CPU threads for torch (default: torch's choice here, {torch.get_num_threads()})",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of x_T and of DDPM's noise (default 0)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report to this file")
-    parser.add_argument(
-        "--json", type=Path, default=None, help="also write the measured figures to this JSON file (for run_all)"
-    )
+    add_common_flags(parser, seed_help="seed of x_T and of DDPM's noise (default 0)")
     args = parser.parse_args(argv)
 
     refuse_folder_outputs(parser, args, "bench_sampling")

@@ -105,6 +105,21 @@ INSTALL_HINT = ".venv/bin/pip install -r tools/benchmarks/requirements.txt"
 # ---------------------------------------------------------------------------
 
 
+def add_common_flags(parser: argparse.ArgumentParser, seed_help: str) -> None:
+    """The flags every benchmark has: --threads, --seed, --out (the report) and --json (the figures)."""
+    parser.add_argument(
+        "--threads",
+        type=int_at_least(1),
+        default=torch.get_num_threads(),
+        help=f"CPU threads for torch (default: torch's choice here, {torch.get_num_threads()})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report to this file")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the measured figures to this JSON file (for run_all)"
+    )
+
+
 def refuse_folder_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, stem: str) -> None:
     """--out and --json name files: a folder is a flag error that suggests a file name inside it."""
     for flag, path, suffix in (("--out", args.out, ".md"), ("--json", args.json, ".json")):
@@ -149,17 +164,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--channels-last", action="store_true", help="run both models and their inputs in channels_last memory format"
     )
-    parser.add_argument(
-        "--threads",
-        type=int_at_least(1),
-        default=torch.get_num_threads(),
-        help=f"CPU threads for torch (default: torch's choice here, {torch.get_num_threads()})",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the random batch (default 0)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report to this file")
-    parser.add_argument(
-        "--json", type=Path, default=None, help="also write the measured figures to this JSON file (for run_all)"
-    )
+    add_common_flags(parser, seed_help="seed of the weights and of the random batch (default 0)")
     args = parser.parse_args(argv)
 
     refuse_folder_outputs(parser, args, "bench_unet")
