@@ -37,15 +37,23 @@ import torch  # noqa: E402 (the imports come after the command on purpose, see a
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from provided.choices import LOSS_TYPES, PREDICTION_TYPES  # noqa: E402
-from provided.validate import check_choice, check_images, check_timesteps  # noqa: E402
+from provided.choices import PREDICTION_TYPES  # noqa: E402
+from provided.validate import (  # noqa: E402
+    check_choice,
+    check_ema_decay_arguments,
+    check_images,
+    check_label_dropout_arguments,
+    check_loss_arguments,
+    check_min_snr_arguments,
+    check_unit_interval,
+)
 
 from diffusion import q_sample, v_target  # noqa: E402
 from noise_schedule import NoiseSchedule  # noqa: E402
 
-# PREDICTION_TYPES ("eps", "x0", "v"): what the network is trained to output (§3.1); the sampler
-# reads the network's output the same way. LOSS_TYPES ("l2", "l1", "huber"): how the difference
-# between output and target is penalised (§3.2). Both come from provided/choices.py.
+# PREDICTION_TYPES ("eps", "x0", "v", from provided/choices.py): what the network is trained to
+# output (§3.1); the sampler reads the network's output the same way. The losses of §3.2 are
+# LOSS_TYPES there ("l2", "l1", "huber"), checked by check_loss_arguments.
 #: Huber's δ: quadratic below, linear above (on data in [-1, 1], targets are O(1)).
 HUBER_DELTA = 1.0
 
@@ -114,10 +122,7 @@ def min_snr_weights(t: torch.Tensor, schedule: NoiseSchedule, prediction: str, g
     Returns:
         (B,) weights in the schedule's dtype.
     """
-    check_choice(prediction, "prediction", PREDICTION_TYPES)
-    if not gamma > 0:
-        raise ValueError(f"gamma must be > 0, got {gamma}")
-    check_timesteps(t, schedule.num_timesteps, t.shape[0] if isinstance(t, torch.Tensor) and t.ndim else -1)
+    check_min_snr_arguments(t, schedule, prediction, gamma)
     # TODO §3.2: Look up SNR_t for each image (schedule.snr[t]), clip it at gamma, divide as in the docstring.
     raise NotImplementedError("Phase 3.2 · min_snr_weights — see IMPLEMENTATION_GUIDE.md §3.2")
 
@@ -141,11 +146,7 @@ def diffusion_loss(
     Returns:
         A scalar tensor (0-dimensional).
     """
-    check_choice(loss_type, "loss_type", LOSS_TYPES)
-    if output.shape != target.shape:
-        raise ValueError(f"output and target must have the same shape; got {tuple(output.shape)} and {tuple(target.shape)}")
-    if weights is not None and weights.shape != (output.shape[0],):
-        raise ValueError(f"weights must have shape (B,) = ({output.shape[0]},); got {tuple(weights.shape)}")
+    check_loss_arguments(output, target, loss_type, weights)
     # TODO §3.2: Per-pixel error (F.mse_loss / F.l1_loss / F.huber_loss with reduction="none"), mean over every
     #   dimension but the batch, multiply by the weights if any, then mean over the batch.
     raise NotImplementedError("Phase 3.2 · diffusion_loss — see IMPLEMENTATION_GUIDE.md §3.2")
@@ -235,10 +236,7 @@ def ema_decay(step: int, max_decay: float = 0.999) -> float:
     Returns:
         A float in [0, max_decay].
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be an int ≥ 0, got {step!r}")
-    if not 0.0 <= max_decay < 1.0:
-        raise ValueError(f"max_decay must lie in [0, 1), got {max_decay}")
+    check_ema_decay_arguments(step, max_decay)
     # TODO §3.4: The smaller of max_decay and (1 + step) / (10 + step).
     raise NotImplementedError("Phase 3.4 · ema_decay — see IMPLEMENTATION_GUIDE.md §3.4")
 
@@ -254,8 +252,7 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
         model: the trained model (same architecture).
         decay: in [0, 1]; 0 copies the model, 1 keeps the average unchanged.
     """
-    if not 0.0 <= decay <= 1.0:
-        raise ValueError(f"decay must lie in [0, 1], got {decay}")
+    check_unit_interval(decay, "decay")
     # TODO §3.4: Walk both models' parameters in step (zip of .parameters()), update in place; copy buffers.
     raise NotImplementedError("Phase 3.4 · ema_update — see IMPLEMENTATION_GUIDE.md §3.4")
 
@@ -289,10 +286,6 @@ def drop_labels(
     Returns:
         (B,) int64 labels in [0, K], on the device of ``class_labels``.
     """
-    if not 0.0 <= p_uncond <= 1.0:
-        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
-    if class_labels.dtype != torch.int64 or class_labels.ndim != 1:
-        raise TypeError(f"class_labels must be an int64 tensor of shape (B,), got {class_labels.dtype} "
-                        f"of shape {tuple(class_labels.shape)}")
+    check_label_dropout_arguments(class_labels, p_uncond)
     # TODO §5.2: One uniform draw per image, on the generator's device; those below p_uncond get the null label K.
     raise NotImplementedError("Phase 5.2 · drop_labels — see IMPLEMENTATION_GUIDE.md §5.2")

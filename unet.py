@@ -38,7 +38,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from provided.choices import DEFAULT_UNET_CONFIG
-from provided.validate import check_config, check_groups, check_positive_int
+from provided.validate import (
+    check_attention_arguments,
+    check_config,
+    check_embedding_arguments,
+    check_positive_int,
+    check_residual_block_arguments,
+    check_unet_image_size,
+    check_unet_inputs,
+)
 
 #: Base of the geometric sequence of frequencies (Vaswani et al. 2017, §3.5).
 DEFAULT_MAX_PERIOD = 10_000.0
@@ -76,12 +84,7 @@ def timestep_embedding(
     Returns:
         (B, dim) tensor of dtype ``dtype`` on t's device.
     """
-    check_positive_int(dim, "dim", minimum=2)
-    if dim % 2:
-        raise ValueError(f"dim must be even (half sines, half cosines), got {dim}")
-    if not isinstance(t, torch.Tensor) or t.ndim != 1:
-        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-        raise ValueError(f"t must be a tensor of shape (B,), one timestep per image; got {shape}")
+    check_embedding_arguments(t, dim)
     # TODO §2.1: Build the h = dim/2 frequencies ω_i = max_period^(−i/h) in `dtype`, multiply them by t
     #   as a (B, 1) × (1, h) outer product, and concatenate the sines, then the cosines.
     raise NotImplementedError("Phase 2.1 · timestep_embedding — see IMPLEMENTATION_GUIDE.md §2.1")
@@ -140,13 +143,7 @@ class ResidualBlock(nn.Module):
         self, in_channels: int, out_channels: int, embed_dim: int, groups: int = 8, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        check_positive_int(in_channels, "in_channels")
-        check_positive_int(out_channels, "out_channels")
-        check_positive_int(embed_dim, "embed_dim")
-        check_groups(groups, in_channels, "in_channels")
-        check_groups(groups, out_channels, "out_channels")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        check_residual_block_arguments(in_channels, out_channels, embed_dim, groups, dropout)
         # TODO §2.3: norm1 = GroupNorm(groups, in_channels); conv1 = 3×3 conv, padding 1, in → out channels;
         #   embed_proj = Linear(embed_dim, out_channels); norm2 = GroupNorm(groups, out_channels);
         #   dropout = nn.Dropout(dropout); conv2 = 3×3 conv, out → out;
@@ -187,13 +184,7 @@ class AttentionBlock(nn.Module):
 
     def __init__(self, channels: int, num_heads: int = 1, groups: int = 8) -> None:
         super().__init__()
-        check_positive_int(channels, "channels")
-        check_positive_int(num_heads, "num_heads")
-        check_groups(groups, channels)
-        if channels % num_heads:
-            raise ValueError(
-                f"num_heads={num_heads} must divide channels={channels}: each head gets channels / num_heads"
-            )
+        check_attention_arguments(channels, num_heads, groups)
         self.num_heads = num_heads
         # TODO §2.4: norm = GroupNorm(groups, channels); to_qkv = Linear(channels, 3 * channels);
         #   to_out = Linear(channels, channels).
@@ -371,56 +362,7 @@ class UNet(nn.Module):
 
     def check_image_size(self, height: int, width: int) -> None:
         """Raise unless ``levels`` − 1 halvings of (height, width) stay whole numbers."""
-        factor = 2 ** (self.num_levels - 1)
-        if height % factor or width % factor:
-            sizes = " → ".join(f"{height / 2**i:g}" for i in range(self.num_levels))
-            raise ValueError(
-                f"image size {height}×{width} cannot be halved evenly by the {self.num_levels} levels "
-                f"of channel_mults={self.config['channel_mults']} ({sizes}): height and width must be "
-                f"divisible by 2^{self.num_levels - 1} = {factor}. Resize the images (--image-size) "
-                "or use fewer levels."
-            )
-
-    def check_inputs(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        class_labels: torch.Tensor | None = None,
-        cond: torch.Tensor | None = None,
-    ) -> None:
-        """Raise a clear error for inputs of the wrong shape, dtype or range."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (B, {self.in_channels}, H, W); got {shape}")
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-        self.check_image_size(x.shape[2], x.shape[3])
-        if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one timestep per image; got {shape}")
-        if t.dtype == torch.bool or t.is_complex():
-            raise TypeError(f"t must hold integer or float timesteps, got dtype {t.dtype}")
-        if class_labels is not None:
-            if not self.num_classes:
-                raise ValueError("class_labels were given, but this UNet was built with num_classes=None")
-            if class_labels.shape != (x.shape[0],) or class_labels.dtype != torch.int64:
-                raise ValueError(
-                    f"class_labels must be an int64 tensor of shape ({x.shape[0]},); "
-                    f"got {class_labels.dtype} of shape {tuple(class_labels.shape)}"
-                )
-            if class_labels.numel() and (class_labels.min() < 0 or class_labels.max() > self.num_classes):
-                raise ValueError(
-                    f"class_labels must lie in [0, {self.num_classes}] ({self.num_classes} = no class); "
-                    f"got values from {class_labels.min().item()} to {class_labels.max().item()}"
-                )
-        if self.cond_channels and cond is None:
-            raise ValueError(f"this UNet needs cond, a (B, {self.cond_channels}, H, W) condition image")
-        if cond is not None:
-            expected = (x.shape[0], self.cond_channels, *x.shape[2:])
-            if not self.cond_channels:
-                raise ValueError("cond was given, but this UNet was built with cond_channels=0")
-            if tuple(cond.shape) != expected:
-                raise ValueError(f"cond must have shape {expected}; got {tuple(cond.shape)}")
+        check_unet_image_size(height, width, self.config["channel_mults"])
 
     def embed(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The (B, 4C) embedding every residual block receives: time, plus the class if any."""
@@ -450,7 +392,7 @@ class UNet(nn.Module):
         Returns:
             (B, out_channels, H, W).
         """
-        self.check_inputs(x, t, class_labels, cond)
+        check_unet_inputs(self, x, t, class_labels, cond)
         emb = self.embed(t, class_labels)  # (B, 4C)
         if cond is not None:
             x = torch.cat([x, cond], dim=1)  # (B, in_channels + cond_channels, H, W)

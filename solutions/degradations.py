@@ -20,7 +20,15 @@ import torch
 import torch.nn.functional as F
 
 from provided.choices import MASK_PRESETS
-from provided.validate import check_batch, check_positive
+from provided.validate import (
+    check_batch,
+    check_choice,
+    check_downsample_arguments,
+    check_jpeg_arguments,
+    check_mask,
+    check_positive,
+    mask_file_errors,
+)
 
 # ---------------------------------------------------------------------------
 # §5.4 The degradations
@@ -103,11 +111,7 @@ def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
     Returns:
         (B, C, H, W) the upsampled low-resolution images.
     """
-    check_batch(images)
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
-        raise ValueError(f"factor must be an int ≥ 2; got {factor!r}")
-    if images.shape[-1] % factor or images.shape[-2] % factor:
-        raise ValueError(f"factor must divide the image size {tuple(images.shape[-2:])}; got {factor}")
+    check_downsample_arguments(images, factor)
     ### BEGIN SOLUTION §5.4
     # Average pooling is the low-resolution camera; bilinear interpolation (align_corners=False) brings it back.
     low = F.avg_pool2d(images, kernel_size=factor)  # (B, C, H/k, W/k)
@@ -146,10 +150,7 @@ def jpeg_blocks(images: torch.Tensor, quality_step: float = 0.5, block: int = 8)
     Returns:
         (B, C, H, W) images with block artifacts.
     """
-    check_batch(images)
-    check_positive(quality_step, "quality_step")
-    if images.shape[-1] % block or images.shape[-2] % block:
-        raise ValueError(f"block must divide the image size {tuple(images.shape[-2:])}; got {block}")
+    check_jpeg_arguments(images, quality_step, block)
     ### BEGIN SOLUTION §5.4
     # Cut into tiles, transform, quantise with the frequency-dependent step, transform back, reassemble.
     batch, channels, height, width = images.shape
@@ -215,8 +216,7 @@ def degrade(images: torch.Tensor, task: str, generator: torch.Generator | None =
         task: "denoise", "deblur", "superres", "jpeg" or "mask".
         generator: the random source (only "denoise" draws).
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+    check_choice(task, "task", TASKS)
     params = TASKS[task].params
     if task == "denoise":
         return add_gaussian_noise(images, params["sigma"], generator)
@@ -260,19 +260,6 @@ def condition_pair(
 # ---------------------------------------------------------------------------
 
 
-
-def check_mask(mask: torch.Tensor, images: torch.Tensor) -> None:
-    """Raise unless ``mask`` is a float 0/1 tensor of shape (B or 1, 1, H, W) matching ``images``."""
-    if not isinstance(mask, torch.Tensor) or not mask.is_floating_point():
-        raise TypeError(f"mask must be a floating-point tensor of 0s and 1s (1 = known); got {mask!r:.60}")
-    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, images.shape[0]) \
-            or mask.shape[-2:] != images.shape[-2:]:
-        raise ValueError(f"mask must have shape (B or 1, 1, H, W) = ({images.shape[0]} or 1, 1, "
-                         f"{images.shape[-2]}, {images.shape[-1]}); got {tuple(mask.shape)}")
-    if not torch.all((mask == 0) | (mask == 1)):
-        raise ValueError("mask must hold only 0 (unknown: to generate) and 1 (known: kept)")
-
-
 def make_mask(
     preset: str,
     size: tuple[int, int],
@@ -286,8 +273,7 @@ def make_mask(
     "left": the left half is hidden; "center": the centre square of half the side is
     hidden; "strokes": a few random thick lines are hidden (drawn from ``generator``).
     """
-    if preset not in MASK_PRESETS:
-        raise ValueError(f"mask must be one of {', '.join(MASK_PRESETS)} or a PNG file; got {preset!r}")
+    check_choice(preset, "mask", MASK_PRESETS, alternative="a PNG file")
     height, width = int(size[0]), int(size[1])
     mask = torch.ones(1, 1, height, width, dtype=torch.float64)
     if preset == "left":
@@ -320,15 +306,10 @@ def _strokes(height: int, width: int, generator: torch.Generator | None, count: 
 def load_mask(path, size: tuple[int, int], *, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A mask from a PNG (white = known, black = to fill in), resized to ``size`` (nearest): (1, 1, H, W)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as picture:
-            grey = picture.convert("L").resize((int(size[1]), int(size[0])), Image.NEAREST)
-    except FileNotFoundError:
-        raise ValueError(f"mask file {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"mask file {path} is not a readable image: {error}") from None
+    with mask_file_errors(path), Image.open(path) as picture:
+        grey = picture.convert("L").resize((int(size[1]), int(size[0])), Image.NEAREST)
     pixels = torch.from_numpy(np.asarray(grey, dtype=np.float64)).reshape(1, 1, int(size[0]), int(size[1]))
     return (pixels >= 128).to(device=device, dtype=dtype)
 

@@ -22,8 +22,18 @@ from __future__ import annotations
 
 import torch
 
-from provided.choices import PREDICTION_TYPES, SAMPLERS, SPACINGS, VARIANCES
-from provided.validate import SIGNED_INTEGER_DTYPES, check_choice, check_eta, check_images, check_inputs, check_previous_timesteps
+from provided.choices import PREDICTION_TYPES, VARIANCES
+from provided.validate import (
+    check_choice,
+    check_ddim_noise,
+    check_guidance,
+    check_images,
+    check_inference_arguments,
+    check_inputs,
+    check_previous_timesteps,
+    check_sampling_arguments,
+    check_timesteps_or_clean,
+)
 
 from .noise_schedule import NoiseSchedule
 
@@ -303,12 +313,7 @@ def alpha_bar_at(t: torch.Tensor, schedule: NoiseSchedule, x: torch.Tensor) -> t
     Returns:
         (B, 1, 1, 1) ᾱ values, dtype and device of ``x``.
     """
-    if not isinstance(t, torch.Tensor) or t.dtype not in SIGNED_INTEGER_DTYPES:
-        raise TypeError(f"t must be a tensor of signed integer timesteps (int64), got {t!r:.60}")
-    if t.shape != (x.shape[0],):
-        raise ValueError(f"t must have shape (B,) = ({x.shape[0]},); got {tuple(t.shape)}")
-    if t.numel() and (t.min() < -1 or t.max() >= schedule.num_timesteps):
-        raise ValueError(f"t must lie in [-1, {schedule.num_timesteps - 1}] (−1: the clean image); got {t.tolist()}")
+    check_timesteps_or_clean(t, schedule.num_timesteps, batch_size=x.shape[0])
     ### BEGIN SOLUTION §4.2
     # values[-1] would wrap around to ᾱ_{T−1} (pure noise!): put ᾱ_{−1} = 1 in front and shift the index.
     with_one = torch.cat([schedule.alphas_cumprod.new_ones(1), schedule.alphas_cumprod])  # (T + 1,)
@@ -447,11 +452,8 @@ def ddim_step(
     Returns:
         x_{t_prev}: (B, C, H, W).
     """
-    eta = check_eta(eta)
-    if noise is None:
-        if eta > 0:
-            raise ValueError(f"ddim_step with eta = {eta} > 0 needs noise, a (B, C, H, W) tensor; got None")
-        noise = torch.zeros_like(x_t)
+    eta = check_ddim_noise(eta, noise)
+    noise = torch.zeros_like(x_t) if noise is None else noise
     check_inputs(schedule, t, x_t=x_t, x0_hat=x0_hat, eps_hat=eps_hat, noise=noise)
     check_previous_timesteps(t_prev, t)
     ### BEGIN SOLUTION §4.5
@@ -491,9 +493,7 @@ def inference_timesteps(num_timesteps: int, num_steps: int, spacing: str = "trai
     Returns:
         (N,) int64 timesteps in [0, T), strictly decreasing.
     """
-    check_choice(spacing, "spacing", SPACINGS)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
-        raise ValueError(f"num_steps must be an int in [1, T = {num_timesteps}]; got {num_steps!r}")
+    check_inference_arguments(num_timesteps, num_steps, spacing)
     ### BEGIN SOLUTION §4.6
     # Build each list in ascending order in float64, round to integers, then reverse it.
     if spacing == "leading":
@@ -587,9 +587,6 @@ def call_model(
     label being ``model.num_classes``.
     """
     if guidance_scale is not None:
-        if class_labels is None:
-            raise ValueError("guidance_scale needs class_labels: guidance mixes the conditional and "
-                             "unconditional predictions")
         return guided_model_output(model, x_t, t, class_labels, guidance_scale, null_label=model.num_classes)
     parameter = next(model.parameters(), None)
     model_dtype = parameter.dtype if parameter is not None else x_t.dtype
@@ -630,8 +627,7 @@ def guided_model_output(
     Returns:
         (B, C, H, W) the guided output, in x_t's dtype.
     """
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
-        raise ValueError(f"guidance_scale must be a number ≥ 0 (1: plain conditional); got {guidance_scale!r}")
+    check_guidance(guidance_scale, class_labels)
     ### BEGIN SOLUTION §5.3
     # Double the batch: the labels, then the null label for the same images and timesteps; one call.
     null = torch.full_like(class_labels, null_label)
@@ -704,14 +700,9 @@ def sample_loop(
     Returns:
         x_0: (B, C, H, W) the samples, in about [-1, 1], in the schedule's dtype.
     """
-    check_choice(sampler, "sampler", SAMPLERS)
-    check_choice(variance, "variance", VARIANCES)
-    check_choice(prediction, "prediction", PREDICTION_TYPES)
-    eta = check_eta(eta)
+    eta = check_sampling_arguments(sampler, variance, eta, prediction=prediction, shape=shape)
     if num_steps is None:
         num_steps = schedule.num_timesteps if sampler == "ddpm" else min(50, schedule.num_timesteps)
-    if len(shape) < 2 or any(not isinstance(size, int) or size < 1 for size in shape):
-        raise ValueError(f"shape must be (B, C, H, W) of positive ints; got {shape!r}")
     device = torch.device(device) if device is not None else schedule.betas.device
     schedule = schedule.to(device=device)
     dtype = schedule.betas.dtype
@@ -897,11 +888,7 @@ def inpaint_loop(
     Returns:
         (B, C, H, W) the completed images; their known pixels equal ``x0_known``'s.
     """
-    check_choice(sampler, "sampler", SAMPLERS)
-    check_choice(variance, "variance", VARIANCES)
-    eta = check_eta(eta)
-    if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
-        raise ValueError(f"resample must be an int ≥ 1; got {resample!r}")
+    eta = check_sampling_arguments(sampler, variance, eta, resample=resample)
     if num_steps is None:
         num_steps = schedule.num_timesteps if sampler == "ddpm" else min(50, schedule.num_timesteps)
     device = torch.device(device) if device is not None else schedule.betas.device

@@ -23,7 +23,14 @@ from typing import Callable
 
 import torch
 
-from provided.validate import check_betas, check_num_timesteps
+from provided.validate import (
+    check_karras_arguments,
+    check_num_timesteps,
+    check_scaled_linear_arguments,
+    check_schedule_arguments,
+    check_schedule_name,
+    check_sigmoid_arguments,
+)
 
 # Default β range of Ho et al. (2020), for T = 1000.
 DEFAULT_BETA_START = 1e-4
@@ -79,12 +86,7 @@ def scaled_linear_betas(
     Returns:
         betas: float64 tensor of shape (T,).
     """
-    check_num_timesteps(num_timesteps)
-    if beta_end * 1000 / num_timesteps >= 1:
-        raise ValueError(
-            f"num_timesteps={num_timesteps} is too small for scaled_linear: beta_end "
-            f"{beta_end} × 1000 / T would reach 1; use T > {math.floor(beta_end * 1000)}"
-        )
+    check_scaled_linear_arguments(num_timesteps, beta_end)
     ### BEGIN SOLUTION §1.1
     # Multiply both ends by 1000 / T, then space linearly as linear_betas does.
     scale = 1000 / num_timesteps
@@ -193,11 +195,7 @@ def sigmoid_betas(
     Returns:
         betas: float64 tensor of shape (T,).
     """
-    check_num_timesteps(num_timesteps)
-    if not end > start:
-        raise ValueError(f"sigmoid_betas needs end > start, got start={start}, end={end}")
-    if not tau > 0:
-        raise ValueError(f"sigmoid_betas needs tau > 0, got tau={tau}")
+    check_sigmoid_arguments(num_timesteps, start, end, tau)
     ### BEGIN SOLUTION §1.2
     # Evaluate the sigmoid at τ = i / T, flip and rescale it so that it falls from 1 to 0.
     time = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps  # (T + 1,)
@@ -233,11 +231,7 @@ def karras_betas(
     Returns:
         betas: float64 tensor of shape (T,).
     """
-    check_num_timesteps(num_timesteps, minimum=2)
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(
-            f"karras_betas needs 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}"
-        )
+    check_karras_arguments(num_timesteps, sigma_min, sigma_max)
     ### BEGIN SOLUTION §1.2
     # σ levels from smallest to largest, ᾱ = 1 / (1 + σ²) with ᾱ(0) = 1 in front, then betas.
     # (No cap: these betas are already below 1.)
@@ -272,10 +266,7 @@ def make_betas(name: str, num_timesteps: int, **kwargs) -> torch.Tensor:
     Returns:
         betas: float64 tensor of shape (T,).
     """
-    if name not in SCHEDULES:
-        raise ValueError(
-            f"unknown schedule {name!r}; accepted schedule names: {', '.join(SCHEDULES)}"
-        )
+    check_schedule_name(name, SCHEDULES)
     return SCHEDULES[name](num_timesteps, **kwargs)
 
 
@@ -451,9 +442,7 @@ class NoiseSchedule:
         device: torch.device | str = "cpu",
         name: str | None = None,
     ) -> None:
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-        betas = check_betas(betas)  # float64, (T,)
+        betas = check_schedule_arguments(betas, dtype)  # float64, (T,)
         alphas_cumprod = compute_alphas_cumprod(betas)
         alphas_cumprod_prev = compute_alphas_cumprod_prev(alphas_cumprod)
         posterior_variance = compute_posterior_variance(betas, alphas_cumprod, alphas_cumprod_prev)

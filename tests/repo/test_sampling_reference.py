@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from provided.choices import SPACINGS
 from solutions import diffusion
 from solutions.noise_schedule import NoiseSchedule
 
@@ -98,7 +99,7 @@ def test_trajectory_records_every_visited_step_then_the_sample(schedule):
 
 
 @pytest.mark.parametrize("num_timesteps", [2, 7, 10, 100, 999, 1000])
-@pytest.mark.parametrize("spacing", diffusion.SPACINGS)
+@pytest.mark.parametrize("spacing", SPACINGS)
 def test_inference_timesteps_are_n_distinct_descending_valid_steps(num_timesteps, spacing):
     for num_steps in range(1, num_timesteps + 1):
         steps = diffusion.inference_timesteps(num_timesteps, num_steps, spacing)
