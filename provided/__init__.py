@@ -14,6 +14,7 @@ your files are in.
 * :mod:`provided.choices`: the names and defaults the commands accept (schedules, samplers…).
 * :mod:`provided.validate`: the input checks every exercise function starts with.
 * :mod:`provided.conditioning`: Phase 5 glue the commands share (guidance inputs, image conditions).
-* :mod:`provided.cli`: argument types and one-line errors of the commands.
-* :mod:`provided.files`: atomic writes, JSON, checkpoints and image grids on disk.
+* :mod:`provided.cli`: argument types and their bounds, and the one-line errors of the commands.
+* :mod:`provided.files`: atomic writes (and the checks that an output can be written), JSON,
+  checkpoints read safely, a run folder's lock, and image grids on disk.
 """

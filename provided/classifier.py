@@ -336,13 +336,16 @@ def load_classifier(path: str | Path, dataset: str | None = None) -> tuple[Featu
         ClassifierError: the file is missing, unreadable, of another format or version, or
             (when ``dataset`` is given) the classifier of another dataset; the message says why.
     """
+    from .files import UnreadableFile, load_weights, read_torch_file
+
     path = Path(path)
     if not path.is_file():
-        raise ClassifierError(f"there is no classifier file {path}")
+        raise ClassifierError(f"{path} is a folder, not a classifier file" if path.is_dir()
+                              else f"there is no classifier file {path}")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, a foreign pickle
-        raise ClassifierError(f"cannot read the classifier file {path} ({_first_line(error)})") from None
+        saved = read_torch_file(path)
+    except UnreadableFile as error:  # truncated, not a torch file, a foreign pickle
+        raise ClassifierError(f"cannot read the classifier file {path} ({error})") from None
     if not isinstance(saved, dict) or saved.get("format") != CLASSIFIER_FORMAT:
         raise ClassifierError(f"{path} is not a classifier file of evaluate.py (no format {CLASSIFIER_FORMAT!r})")
     if saved.get("version") != CLASSIFIER_VERSION:
@@ -356,7 +359,7 @@ def load_classifier(path: str | Path, dataset: str | None = None) -> tuple[Featu
         config = dict(saved["config"])
         config["widths"] = tuple(config["widths"])
         model = FeatureClassifier(**config)
-        model.load_state_dict(saved["state_dict"])
+        load_weights(model, saved["state_dict"])
         float(saved["test_accuracy"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ClassifierError(f"the classifier file {path} is incomplete or damaged ({_first_line(error)})") from None

@@ -18,7 +18,6 @@ from torch import nn
 TRIPLET_COLUMNS = 8
 
 
-
 def guidance_inputs(class_labels: torch.Tensor, guidance_scale: float, null_label: int) -> dict:
     """The ``class_labels`` and ``guidance_scale`` to give ``diffusion.sample_loop`` for w = guidance_scale.
 
@@ -31,7 +30,6 @@ def guidance_inputs(class_labels: torch.Tensor, guidance_scale: float, null_labe
     if guidance_scale == 0:
         return {"class_labels": torch.full_like(class_labels, null_label), "guidance_scale": None}
     return {"class_labels": class_labels, "guidance_scale": float(guidance_scale)}
-
 
 
 class ImageConditioned(nn.Module):
@@ -64,7 +62,6 @@ class ImageConditioned(nn.Module):
         if cond.shape[0] != x.shape[0] and cond.shape[0] and x.shape[0] % cond.shape[0] == 0:
             cond = cond.repeat(x.shape[0] // cond.shape[0], 1, 1, 1)  # a guided batch is doubled
         return self.model(x, t, class_labels, cond.to(x.dtype))
-
 
 
 def triplet_rows(

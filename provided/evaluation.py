@@ -51,13 +51,18 @@ from .classifier import (
     classifier_for,
     classify,
     dataset_tensors,
+    default_classifier_path,
     load_classifier,
 )
 from .inception import InceptionUnavailable, inception_extractor, inception_features
 from .metrics import DEFAULT_KNN, accuracy, frechet_distance, precision_recall
 from .choices import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, SAMPLERS
-from .cli import IMPL_HELP, THREADS_HELP, CommandError, flag, float_in, guidance_scales, int_at_least, run_command
-from .files import atomic_write, write_json
+from . import cli
+from .cli import (
+    IMPL_HELP, SEED_WHY, THREADS_HELP, CommandError, check_writable, flag, float_in, guidance_scales, int_at_least,
+    run_command, setting_problem,
+)
+from .files import UnreadableFile, atomic_write, read_torch_file, write_json
 from .image_data import DATASETS, DatasetUnavailable, make_dataset
 from .sampling import (
     SampleError,
@@ -68,9 +73,9 @@ from .sampling import (
     load_model,
     read_checkpoint,
     resolve_run_flags,
-    unreadable_reason,
     write_grid,
 )
+from .training import build_parser as train_parser
 
 #: What metrics.json says it is (its "format" field).
 METRICS_FORMAT = "diffusion-exercises/evaluate.py metrics"
@@ -140,11 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "and guidance scale are read from it)")
 
     sampling = parser.add_argument_group("sampling (with --checkpoint)")
-    sampling.add_argument("--num-samples", default=None, type=int_at_least(2), metavar="N",
+    sampling.add_argument("--num-samples", default=None, type=int_at_least(2, cli.MAX_TEST_IMAGES), metavar="N",
                           help=f"images to sample (default: {DEFAULT_NUM_SAMPLES}); with --samples, measure the "
                           "file's first N (default: all). Each reference set (held-out, training) has N images too")
     sampling.add_argument("--sampler", default=None, choices=SAMPLERS, help="the sampler (default: ddim)")
-    sampling.add_argument("--steps", default=None, type=int_at_least(1), metavar="S",
+    sampling.add_argument("--steps", default=None, type=int_at_least(1, cli.MAX_TIMESTEPS), metavar="S",
                           help=f"network calls per image, at most T (default: {DEFAULT_DDIM_STEPS} for ddim, "
                           "T for ddpm)")
     sampling.add_argument("--guidance-scale", default=None, type=float_in(0.0, low_open=False), metavar="W",
@@ -154,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--sweep", default=None, type=guidance_scales, metavar="W1,W2,…",
                           help="class-conditional models: also measure at each of these scales, such as 0,1,2,3,5 "
                           "(every scale from the same noise); writes sweep.md and sweep.png")
-    sampling.add_argument("--batch-size", default=None, type=int_at_least(1), metavar="B",
+    sampling.add_argument("--batch-size", default=None, type=int_at_least(1, cli.MAX_BATCH_SIZE), metavar="B",
                           help=f"images sampled at once (default: {DEFAULT_BATCH_SIZE})")
-    sampling.add_argument("--seed", default=None, type=int_at_least(0), metavar="S",
+    sampling.add_argument("--seed", default=None, type=int_at_least(0, cli.MAX_SEED, SEED_WHY), metavar="S",
                           help=f"seed of the sampling noise (default: {DEFAULT_SEED}); the real images do not "
                           "depend on it: N of each split for the checkpoint's data seed (the digits: the first N "
                           "drawn)")
@@ -164,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="sample with the trained weights as they are rather than their EMA")
 
     metrics = parser.add_argument_group("metrics")
-    metrics.add_argument("--knn", default=DEFAULT_KNN, type=int_at_least(1), metavar="K",
+    metrics.add_argument("--knn", default=DEFAULT_KNN, type=int_at_least(1, cli.MAX_TEST_IMAGES), metavar="K",
                          help="k of the k-nearest-neighbour balls of precision and recall (default: %(default)s)")
     metrics.add_argument("--data-dir", default=None, metavar="DIR",
                          help="where the dataset is, and its classifiers/ cache (default: the checkpoint's "
@@ -187,10 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="auto", choices=DEVICES,
                      help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
-    run.add_argument("--threads", default=None, type=int_at_least(1), metavar="N", help=THREADS_HELP)
+    run.add_argument("--threads", default=None, type=int_at_least(1, cli.MAX_THREADS), metavar="N", help=THREADS_HELP)
     run.add_argument("--impl", default=None, choices=IMPLEMENTATIONS,
         help=IMPL_HELP)
-    return parser
+    return cli.document_bounds(parser)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
@@ -203,8 +208,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
             if getattr(args, name) not in (None, False):
                 parser.error(f"argument {flag(name)}: used with --checkpoint only (the images of --samples are "
                              "drawn already); drop it")
-    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-        parser.error(f"argument --out: must be a folder; {args.out} is a file")
     return args, parser
 
 
@@ -295,9 +298,9 @@ def open_samples(args: argparse.Namespace, parser: argparse.ArgumentParser) -> S
         raise EvaluateError(f"argument --samples: there is no file {path}; write one with "
                             "python sample.py --checkpoint … --save-tensor FILE")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise EvaluateError(f"{where} cannot be read ({unreadable_reason(path, error)}): the file is damaged "
+        payload = read_torch_file(path)
+    except UnreadableFile as error:
+        raise EvaluateError(f"{where} cannot be read ({error}): the file is damaged "
                             "or was not written by sample.py --save-tensor") from None
     images = payload.get("images") if isinstance(payload, dict) else None
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
@@ -310,6 +313,12 @@ def open_samples(args: argparse.Namespace, parser: argparse.ArgumentParser) -> S
         raise EvaluateError(f"{where} mixes several guidance scales (sample.py --guidance-grid); save one scale per "
                             "file, or measure several with evaluate.py --checkpoint … --sweep")
     train_config = payload.get("train_config") if isinstance(payload.get("train_config"), dict) else {}
+    problem = setting_problem(train_parser(), train_config)
+    if problem:
+        raise EvaluateError(f"{where}: its train_config's {problem}; the file is damaged or was edited")
+    if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
+                                 or not (math.isfinite(guidance) and guidance >= 0)):
+        raise EvaluateError(f"{where}: its guidance_scale is {guidance!r}, expected a number ≥ 0 (or None)")
     dataset = check_dataset(payload.get("dataset") or train_config.get("dataset"), where)
     if not torch.isfinite(images).all():
         raise EvaluateError(f"{where}: some images hold NaN or inf values")
@@ -593,6 +602,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                      f"neighbour among the others); got {args.knn}")
     data_dir = args.data_dir if args.data_dir is not None else source.data_dir
     out = Path(args.out) if args.out is not None else default_out(source)
+    check_writable(parser, "--out", out, folder=True)  # before any work
+    classifier_path = Path(args.classifier or default_classifier_path(source.dataset, data_dir))
+    if args.retrain_classifier or not classifier_path.exists():  # it will be trained, then written there
+        check_writable(parser, "--classifier", classifier_path)
     sampler = Sampler(args, source) if source.kind == "checkpoint" else None  # a broken model fails early
 
     phase = time.perf_counter()
@@ -688,5 +701,5 @@ def main(argv: list[str] | None = None) -> int:
     args, parser = parse_args(argv)
     return run_command("evaluate.py", lambda: run(args, parser),
                        needs="evaluate.py samples with noise_schedule.py, unet.py and diffusion.py",
-                       interrupted="stopped by Ctrl-C")
+                       interrupted="stopped by Ctrl-C", memory="lower --batch-size (or --num-samples)")
 

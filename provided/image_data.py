@@ -29,7 +29,10 @@ The names in :data:`DATASETS`:
 ``folder``
     Any folder of images (``data_dir`` is that folder; nesting allowed).
     Images are converted to RGB, resized so the shorter side is
-    ``image_size`` (64 when None) and centre-cropped to a square.
+    ``image_size`` (64 when None) and centre-cropped to a square. A file
+    that is not an image (0 bytes, a text renamed .png…) is not skipped:
+    :func:`make_dataset` names it (ValueError), so that the data is what
+    the folder says it is.
 
 Preview a dataset (a grid of 100 images and the class counts)::
 
@@ -57,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .files import atomic_write, save_checkpoint
+from .files import atomic_write, read_torch_file, save_checkpoint
 
 __all__ = [
     "DATASETS",
@@ -403,7 +406,7 @@ def _load_digits_cache(path: Path, num_images: int) -> tuple[torch.Tensor, torch
     if not path.is_file():
         return None
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = read_torch_file(path)
         images, labels = saved["images"], saved["labels"]
         if (
             images.dtype != torch.uint8
@@ -510,6 +513,11 @@ class FolderDataset(Dataset):
     of two or more subfolders of the root (torchvision's ImageFolder layout),
     the sorted subfolder names are the classes (``classes``, ``num_classes``);
     otherwise every label is 0 and ``num_classes`` is 0.
+
+    Damaged files are named, never skipped (skipping would change which images
+    a seeded run sees): :func:`make_dataset` refuses a folder holding a file that
+    is not an image at all (0 bytes, a fake), and a file that Pillow cannot decode
+    further on (cut short) raises OSError naming it when it is read.
     """
 
     def __init__(self, root: Path, image_size: int, flip: bool = False, files: list[Path] | None = None):
@@ -536,8 +544,12 @@ class FolderDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
-        with Image.open(self.files[index]) as opened:
-            picture = opened.convert("RGB")
+        try:
+            with Image.open(self.files[index]) as opened:
+                picture = opened.convert("RGB")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:  # cut short, damaged…
+            raise OSError(f"cannot read the image {self.files[index]} ({' '.join(str(error).split())}); "
+                          "remove or replace it") from None
         width, height = picture.size
         factor = self.image_size / min(width, height)
         new_w, new_h = max(self.image_size, round(width * factor)), max(self.image_size, round(height * factor))
@@ -548,6 +560,23 @@ class FolderDataset(Dataset):
         if self.flip and torch.rand(()) < 0.5:
             image = image.flip(-1)
         return image, int(self.labels[index])
+
+
+def _check_images(root: Path, files: list[Path]) -> None:
+    """ValueError naming the first of ``files`` that Pillow does not recognise as an image (a 0-byte
+    file, a text renamed .png…); only each file's header is read."""
+    from PIL import Image
+
+    for path in files:
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            reason = "it is empty" if path.stat().st_size == 0 else " ".join(str(error).split())
+            raise ValueError(
+                f"data_dir {root} holds a file that is not an image Pillow can read: {path} ({reason}); "
+                "remove or replace it"
+            ) from None
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -715,7 +744,7 @@ def make_dataset(
 
     Raises:
         ValueError: an unknown name or split, a bad image_size or num_images,
-            a missing or empty folder.
+            a missing or empty folder, a folder holding a file that is not an image.
         DatasetUnavailable: torchvision's files are missing and not downloadable.
     """
     info = _info(name)
@@ -757,6 +786,7 @@ def make_dataset(
         if keep is not None:  # the labels come from the whole folder, then the subset
             dataset.files = [files[i] for i in keep.tolist()]
             dataset.labels = dataset.labels[keep]
+        _check_images(root, dataset.files)
         return dataset
 
     images, labels = _torchvision_tensors(name, root, split, download)

@@ -32,7 +32,6 @@ import math
 import os
 import sys
 import time
-import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -53,12 +52,15 @@ from utils import (
 )
 
 from .choices import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, MASK_PRESETS, SAMPLERS, SPACINGS, TASK_NAMES, VARIANCES
+from . import cli
 from .cli import (
-    IMPL_HELP, THREADS_HELP, CommandError, apply_threads, flag, float_in, guidance_scales, int_at_least, one_line, run_command,
+    IMPL_HELP, SEED_WHY, THREADS_HELP, CommandError, apply_threads, check_writable, flag, float_in, guidance_scales,
+    int_at_least, one_line, run_command,
 )
 from .conditioning import ImageConditioned, guidance_inputs, triplet_rows
-from .files import CHECKPOINT_FORMAT, atomic_write
+from .files import UnreadableFile, atomic_write, load_weights, read_torch_file, write_error
 from .phases import CODE_NAMES
+from .training import SAMPLING_KEYS, SAMPLING_SETTINGS, checkpoint_problem
 
 #: What a --save-tensor file says it is (its "format" field).
 SAMPLES_FORMAT = "diffusion-exercises/sample.py samples"
@@ -67,9 +69,6 @@ SAMPLES_VERSION = 1
 DEFAULT_NUM_SAMPLES = 64
 #: How many images of the first batch the --gif animation shows.
 GIF_IMAGES = 16
-#: What sample.py needs from a checkpoint, and from the training settings saved in it.
-CHECKPOINT_KEYS = ("config", "model_config", "model", "ema")
-CONFIG_KEYS = ("schedule", "timesteps", "prediction", "image_size")
 #: The picture formats --out may name, by file extension.
 GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 DEFAULT_MASK = "center"
@@ -149,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--sampler", default="ddim", choices=SAMPLERS,
                           help="ddpm: ancestral sampling; ddim: fewer, larger steps (default: %(default)s)")
-    sampling.add_argument("--steps", default=None, type=int_at_least(1), metavar="N",
+    sampling.add_argument("--steps", default=None, type=int_at_least(1, cli.MAX_TIMESTEPS), metavar="N",
                           help=f"network calls per image, at most T (the checkpoint's --timesteps); "
                           f"default: {DEFAULT_DDIM_STEPS} for ddim, T for ddpm")
     sampling.add_argument("--eta", default=None, type=float_in(0.0, 1.0, low_open=False, high_open=False),
@@ -185,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "degradations.degrade, then restored; the grid's rows are degraded, restored, "
                         "original (three rows per group of up to 8 images), and the mean PSNR and SSIM of "
                         "restored and of degraded vs original are printed. Needs --from-dataset")
-    images.add_argument("--from-dataset", default=None, type=int_at_least(1), metavar="N",
+    images.add_argument("--from-dataset", default=None, type=int_at_least(1, cli.MAX_TEST_IMAGES), metavar="N",
                         help="with --task or --inpaint: take N images of the test split of the checkpoint's "
                         "dataset, the same N every time (the digits are drawn with the run's --seed, the other "
                         "datasets keep a subset seeded with it); --num-samples is then not used")
@@ -204,17 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"with --inpaint: what is hidden: {', '.join(MASK_PRESETS)} (the left half, the "
                         "centre square of half the side, random strokes drawn with --seed) or a PNG file, "
                         f"resized to the images, white = known, black = filled in (default: {DEFAULT_MASK})")
-    images.add_argument("--resample", default=None, type=int_at_least(1), metavar="U",
+    images.add_argument("--resample", default=None, type=int_at_least(1, cli.MAX_RESAMPLE), metavar="U",
                         help="with --inpaint: RePaint's tries per step, going back up with fresh noise between "
                         "them; more blends the seams better, at U times the cost (default: 1)")
 
     output = parser.add_argument_group("output")
-    output.add_argument("--num-samples", default=None, type=int_at_least(1), metavar="N",
+    output.add_argument("--num-samples", default=None, type=int_at_least(1, cli.MAX_SAMPLES), metavar="N",
                         help=f"how many images (default: {DEFAULT_NUM_SAMPLES})")
-    output.add_argument("--batch-size", default=64, type=int_at_least(1), metavar="B",
+    output.add_argument("--batch-size", default=64, type=int_at_least(1, cli.MAX_BATCH_SIZE), metavar="B",
                         help="images sampled at once (default: %(default)s); the images depend on it, "
                         "since the batches take their noise from one generator in turn")
-    output.add_argument("--seed", default=0, type=int_at_least(0), metavar="S",
+    output.add_argument("--seed", default=0, type=int_at_least(0, cli.MAX_SEED, SEED_WHY), metavar="S",
                         help="seed of all the noise (default: %(default)s)")
     output.add_argument("--out", default=None, metavar="FILE",
                         help="the grid of samples, .png (or .jpg, .webp); default: "
@@ -232,10 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="auto", choices=DEVICES,
                      help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
-    run.add_argument("--threads", default=None, type=int_at_least(1), metavar="N", help=THREADS_HELP)
+    run.add_argument("--threads", default=None, type=int_at_least(1, cli.MAX_THREADS), metavar="N", help=THREADS_HELP)
     run.add_argument("--impl", default=None, choices=IMPLEMENTATIONS,
         help=IMPL_HELP)
-    return parser
+    return cli.document_bounds(parser)
 
 
 def _class_ids(text: str) -> str | tuple[int, ...]:
@@ -302,42 +301,23 @@ def checkpoint_path(name: str) -> Path:
 
 
 def read_checkpoint(path: Path) -> dict:
-    """The dict train.py saved at ``path``; SampleError, naming the file, if it cannot be used."""
+    """The dict train.py saved at ``path``, checked; SampleError, naming the file, if it cannot be used."""
     if not path.is_file():
         raise SampleError(
             f"there is no checkpoint {path}: train a model first (python train.py, or make demo "
             "for runs/demo/last.pt) or name another file with --checkpoint"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, not a torch file, a foreign pickle…
+        state = read_torch_file(path)
+    except UnreadableFile as error:
         raise SampleError(
-            f"cannot read the checkpoint {path} ({unreadable_reason(path, error)}): the file is damaged "
+            f"cannot read the checkpoint {path} ({error}): the file is damaged "
             "(an interrupted copy?) or was not written by train.py"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise SampleError(f"{path} is not a train.py checkpoint (it has no format field {CHECKPOINT_FORMAT!r})")
-    config = state.get("config") if isinstance(state.get("config"), dict) else {}
-    missing = [key for key in CHECKPOINT_KEYS if key not in state]
-    missing += [f"config[{key!r}]" for key in CONFIG_KEYS if key not in config]
-    if missing:
-        raise SampleError(f"the checkpoint {path} is incomplete: it lacks {', '.join(missing)}")
+    problem = checkpoint_problem(state, path, SAMPLING_KEYS, SAMPLING_SETTINGS)
+    if problem:
+        raise SampleError(problem)
     return state
-
-
-def unreadable_reason(path: Path, error: Exception) -> str:
-    """Why torch.load failed on ``path``, in a few words (torch.save writes a zip archive)."""
-    try:
-        with open(path, "rb") as handle:
-            start = handle.read(4)
-    except OSError as unreadable:  # e.g. no permission to read it
-        return one_line(unreadable, 200)
-    if start != b"PK\x03\x04":
-        return "it is not a file that torch.save wrote"
-    if not zipfile.is_zipfile(path):
-        return "it is cut short: the end of the file is missing"
-    text = str(error).strip()
-    return one_line(text.splitlines()[0] if text else error, 200)
 
 
 def load_model(
@@ -365,7 +345,19 @@ def load_model(
         ) from None
     try:
         model = import_impl("unet", impl).UNet(**checkpoint["model_config"])
-        model.load_state_dict(checkpoint["ema" if ema else "model"])
+    except NotImplementedError:
+        raise
+    except (TypeError, ValueError, RuntimeError, KeyError) as error:
+        raise SampleError(f"checkpoint {name}: its model_config makes no U-Net of {whose}unet.py: "
+                          f"{one_line(error)}") from None
+    try:
+        model.check_image_size(config["image_size"], config["image_size"])
+    except ValueError as error:
+        raise SampleError(
+            f"checkpoint {name}: its config's image_size does not fit its model: {one_line(error)}"
+        ) from None
+    try:
+        load_weights(model, checkpoint["ema" if ema else "model"])
     except NotImplementedError:
         raise
     except (TypeError, ValueError, RuntimeError, KeyError) as error:
@@ -766,6 +758,16 @@ def default_grid_path(
     return checkpoint.parent / f"samples_{name}.png"
 
 
+def check_outputs(args: argparse.Namespace, parser: argparse.ArgumentParser, default_grid: Path) -> Path:
+    """Refuse, before any sampling, a grid (--out, else ``default_grid``), --gif or --save-tensor that cannot be
+    written, naming the flag; return the grid's path."""
+    grid = Path(args.out) if args.out is not None else default_grid
+    for name, path in (("--out", grid), ("--gif", args.gif), ("--save-tensor", args.save_tensor)):
+        if path is not None:
+            check_writable(parser, name, Path(path))
+    return grid
+
+
 def write_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
     """Save images in [-1, 1] as one picture (``utils.image_grid``, ``nrow`` per row), atomically."""
     picture = to_pil(image_grid(images, nrow=nrow))
@@ -785,6 +787,8 @@ def write_gif(trajectory, path: Path) -> int:
     try:
         save_gif(frames, temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        raise write_error(path, error) from error
     finally:
         temporary.unlink(missing_ok=True)
     return len(frames)
@@ -905,6 +909,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if task is not None or args.inpaint:
         return run_on_test_images(args, parser, path, checkpoint, options, classes, task)
 
+    scales = args.guidance_grid
+    grid = check_outputs(args, parser, default_grid_path(path, options, scales))
     diffusion = import_impl("diffusion", args.impl)
     model, schedule = load_model(checkpoint, args.impl, args.device, ema=args.ema, name=str(path))
     trajectory = None if args.gif is None else new_trajectory(diffusion, checkpoint["config"], options, args.gif_frames)
@@ -918,8 +924,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_finite(images, args.impl)
     images = images.clamp(-1.0, 1.0)
 
-    scales = args.guidance_grid
-    grid = Path(args.out) if args.out is not None else default_grid_path(path, options, scales)
     metadata = tensor_metadata(args, path, checkpoint, options, seconds)
     metadata.update(labels=labels, guidance_scale=None if classes is None else guidance_of(args))
     written = write_outputs(images, trajectory, args, grid, metadata, nrow=len(scales) if scales else None)
@@ -940,12 +944,23 @@ def run_on_test_images(
 ) -> int:
     """Phase 5: restore (``task``, a --task checkpoint) or inpaint (--inpaint) --from-dataset test images;
     write the grid of three rows per group, print the metrics (see :func:`run`)."""
+    if task is not None:
+        prefix = f"restored_{task}"
+    else:
+        mask_name = Path(args.mask).stem if args.mask and args.mask not in MASK_PRESETS else args.mask or DEFAULT_MASK
+        prefix = f"inpainted_{mask_name}"
+    grid = check_outputs(args, parser, default_grid_path(path, options, prefix=prefix))
     original, dataset_labels = dataset_images(args, checkpoint, parser)
     degradations = import_impl("degradations", args.impl)
     generator = seed_everything(args.seed)
     mask = None
     if args.inpaint:  # first, so that a bad --mask is reported before the model is loaded
         mask = inpainting_mask(args, degradations, tuple(original.shape[-2:]), generator, parser)
+        hidden = 1 - mask.mean().item()
+        if hidden in (0.0, 1.0):
+            kept = "every pixel is kept as it is" if hidden == 0 else "nothing of the images is kept: it draws new ones"
+            print(f"sample.py: warning: the mask {args.mask or DEFAULT_MASK} hides {hidden:.0%} of the pixels, so "
+                  f"{kept}", file=sys.stderr)
     diffusion = import_impl("diffusion", args.impl)
     model, schedule = load_model(checkpoint, args.impl, args.device, ema=args.ema, name=str(path))
     trajectory = None if args.gif is None else new_trajectory(diffusion, checkpoint["config"], options, args.gif_frames)
@@ -977,7 +992,7 @@ def run_on_test_images(
         metadata.update(task=task, original=original, degraded=degraded, restored=images, labels=None,
                         guidance_scale=None, **scores)
         grid_images, per_row = triplet_rows(degraded, images, original)
-        rows, prefix = "degraded, restored, original", f"restored_{task}"
+        rows = "degraded, restored, original"
         what = f"restored {count} test images of {checkpoint['config']['dataset']} ({task}: " \
                f"{degradations.TASKS[task].description})"
         means = {kind: (scores["psnr"][kind].mean().item(), scores["ssim"][kind].mean().item())
@@ -995,9 +1010,7 @@ def run_on_test_images(
                         inpainted=images, psnr=psnr, resample=args.resample or 1, labels=labels,
                         guidance_scale=None if classes is None else guidance_of(args))
         grid_images, per_row = triplet_rows(original, masked, images)
-        mask_name = Path(args.mask).stem if args.mask and args.mask not in MASK_PRESETS else args.mask or DEFAULT_MASK
-        rows, prefix = "original, masked, inpainted", f"inpainted_{mask_name}"
-        hidden = 1 - mask.mean().item()
+        rows = "original, masked, inpainted"
         resampling = f", {args.resample} tries per step" if (args.resample or 1) > 1 else ""
         guided = "" if labels is None else f"; the images' classes, guidance {scale_words([guidance_of(args)])}"
         if labels is not None and args.class_id is not None:
@@ -1010,7 +1023,6 @@ def run_on_test_images(
             f"{means['hidden']:.2f} dB over the hidden ones, {means['whole']:.2f} dB over the whole images "
             f"(means over {count} images)"
         ]
-    grid = Path(args.out) if args.out is not None else default_grid_path(path, options, prefix=prefix)
     written = write_outputs(images, trajectory, args, grid, metadata, nrow=per_row, grid_images=grid_images)
     weights = "EMA" if args.ema else "raw (--no-ema)"
     print(
@@ -1034,5 +1046,5 @@ def main(argv: list[str] | None = None) -> int:
         "sample.py", lambda: run(args, parser),
         needs="Sampling runs noise_schedule.py, unet.py and diffusion.py (and degradations.py with --task "
               "or --inpaint)",
-        interrupted="stopped by Ctrl-C")
+        interrupted="stopped by Ctrl-C", memory="lower --batch-size (or --num-samples)")
 

@@ -40,10 +40,17 @@ from torch import nn
 from utils import DEVICES, IMPLEMENTATIONS, import_impl, pick_device, resolve_impl, seed_everything, to_unit_range
 
 from .choices import DEFAULT_GUIDANCE_SCALE, DEFAULT_UNET_CONFIG, LOSS_TYPES, PREDICTION_TYPES, SCHEDULE_NAMES, TASK_NAMES
-from .cli import IMPL_HELP, THREADS_HELP, CommandError, apply_threads, flag, float_in, int_at_least, int_list, run_command
+from . import cli
+from .cli import (
+    IMPL_HELP, SEED_WHY, THREADS_HELP, CommandError, apply_threads, check_writable, flag, float_in, int_at_least,
+    int_list, one_line, run_command, setting_problem,
+)
 from .conditioning import ImageConditioned, guidance_inputs, triplet_rows
-from .files import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_write, save_checkpoint, save_grid, write_json
-from .image_data import DATASETS
+from .files import (
+    CHECKPOINT_FORMAT, CHECKPOINT_VERSION, UnreadableFile, atomic_write, exclusive_lock, load_weights, read_torch_file,
+    save_checkpoint, save_grid, sweep_temporaries, weights_problem, write_json,
+)
+from .image_data import DATASETS, MIN_IMAGE_SIZE
 from .phases import CODE_NAMES
 
 #: The settings ``python train.py`` uses without flags: those of ``make demo``, about 4–5 minutes
@@ -72,6 +79,17 @@ RESUMABLE_SETTINGS = (
 #: The model-size flags and the UNet argument each sets.
 MODEL_FLAGS = ("base_channels", "channel_mults", "num_res_blocks", "attention_levels", "num_heads", "dropout")
 LOSS_CSV_FIELDS = ("step", "loss", "lr", "images_per_s")
+#: Settings that checkpoints of older versions may lack (read with their defaults); a resumed run
+#: needs every other setting of its checkpoint.
+LATER_SETTINGS = ("class_conditional", "p_uncond", "sample_guidance", "task", "save_every", "threads")
+#: What sample.py and evaluate.py need from a checkpoint, and from the settings saved in it.
+SAMPLING_KEYS = ("config", "model_config", "model", "ema")
+SAMPLING_SETTINGS = ("schedule", "timesteps", "prediction", "image_size")
+#: What a resumed run needs besides, and the counters among them (whole numbers ≥ 0).
+RESUME_KEYS = SAMPLING_KEYS + ("step", "epoch", "batch_in_epoch", "optimizer", "scheduler", "rng")
+COUNTERS = ("step", "epoch", "batch_in_epoch")
+#: The file in --out that a run holds locked (fcntl.flock) while it runs: a second train.py is refused.
+LOCK_NAME = ".train.lock"
 #: Phase 5: the usual probability of training a batch image without its label (Ho & Salimans 2022).
 DEFAULT_P_UNCOND = 0.1
 
@@ -87,7 +105,8 @@ Writes into --out: config.json (every setting and the model's), last.pt (the
 checkpoint, replaced atomically), step_NNNNNN.pt (with --checkpoint-every),
 samples/step_NNNNNN.png (grids, with --sample-every), loss.csv (step, loss, lr,
 images_per_s), loss.png (the loss curve) and, at the end, samples.png.
-Ctrl-C stops after the current step and saves last.pt; --resume continues.
+Ctrl-C (or SIGTERM) stops after the current step and saves last.pt; --resume continues.
+Only one train.py at a time may use an --out (it holds the file .train.lock there).
 
 The model is unconditional unless --class-conditional (Phase 5) is given: then it
 learns the dataset's classes, and its sample grids show one class per column.
@@ -135,14 +154,14 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(data, "--data-dir", default="data", metavar="DIR", help="where datasets are stored (default: %(default)s)")
     add(data, "--download", default=False, action="store_true",
         help="download the dataset into --data-dir if it is not there (MNIST, Fashion-MNIST, CIFAR-10)")
-    add(data, "--image-size", default=None, type=int_at_least(4), metavar="PX",
+    add(data, "--image-size", default=None, type=int_at_least(MIN_IMAGE_SIZE, cli.MAX_IMAGE_SIZE), metavar="PX",
         help="resize images to PX×PX (default: the dataset's own size); must be divisible by "
         "2^(levels − 1) of the U-Net")
-    add(data, "--num-images", default=None, type=int_at_least(1), metavar="N",
+    add(data, "--num-images", default=None, type=int_at_least(1, cli.MAX_TRAIN_IMAGES), metavar="N",
         help="use only N images (quick runs; default: all)")
 
     diffusion = parser.add_argument_group("diffusion")
-    add(diffusion, "--timesteps", default=1000, type=int_at_least(2), metavar="T",
+    add(diffusion, "--timesteps", default=1000, type=int_at_least(2, cli.MAX_TIMESTEPS), metavar="T",
         help="T, the number of diffusion steps (default: %(default)s)")
     add(diffusion, "--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULE_NAMES, metavar="NAME",
         help="noise schedule: %(choices)s (default: %(default)s)")
@@ -155,18 +174,19 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 
     optim = parser.add_argument_group("optimisation")
     length = optim.add_mutually_exclusive_group()
-    add(length, "--steps", default=None, type=int_at_least(1), metavar="N",
+    add(length, "--steps", default=None, type=int_at_least(1, cli.MAX_STEPS), metavar="N",
         help=f"optimizer steps to train (default: {DEFAULT_STEPS}); not with --epochs")
     add(length, "--epochs", default=None, type=float_in(0.0), metavar="E",
-        help="train for E passes over the dataset instead (may be fractional); not with --steps")
-    add(optim, "--batch-size", default=DEFAULT_BATCH_SIZE, type=int_at_least(1), metavar="B",
+        help=f"train for E passes over the dataset instead (may be fractional; at most {cli.MAX_STEPS} "
+        "optimizer steps in all); not with --steps")
+    add(optim, "--batch-size", default=DEFAULT_BATCH_SIZE, type=int_at_least(1, cli.MAX_BATCH_SIZE), metavar="B",
         help="images per forward pass (default: %(default)s); a step sees B × --grad-accum images")
-    add(optim, "--grad-accum", default=1, type=int_at_least(1), metavar="K",
+    add(optim, "--grad-accum", default=1, type=int_at_least(1, cli.MAX_GRAD_ACCUM), metavar="K",
         help="accumulate the gradients of K batches per optimizer step (default: %(default)s)")
     add(optim, "--lr", default=DEFAULT_LR, type=float_in(0.0), metavar="LR",
         help="peak learning rate of AdamW (default: %(default)g); warm-up to it, then cosine decay "
         f"to {MIN_LR_RATIO:g} × LR at the last step")
-    add(optim, "--warmup-steps", default=DEFAULT_WARMUP_STEPS, type=int_at_least(0), metavar="N",
+    add(optim, "--warmup-steps", default=DEFAULT_WARMUP_STEPS, type=int_at_least(0, cli.MAX_STEPS), metavar="N",
         help="linear learning-rate warm-up (default: %(default)s)")
     add(optim, "--weight-decay", default=0.0, type=float_in(0.0, low_open=False), metavar="WD",
         help="AdamW's decoupled weight decay (default: %(default)g, as in DDPM)")
@@ -175,15 +195,15 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         "(default: %(default)g)")
 
     model = parser.add_argument_group("model (the U-Net; unconditional until Phase 5)")
-    add(model, "--base-channels", type=int_at_least(1), metavar="C",
+    add(model, "--base-channels", type=int_at_least(1, cli.MAX_BASE_CHANNELS), metavar="C",
         help=f"width of the first level ({model_default('base_channels')})")
     add(model, "--channel-mults", type=int_list(allow_empty=False), metavar="M1,M2,…",
         help=f"width multipliers, one level each ({model_default('channel_mults', joined)})")
-    add(model, "--num-res-blocks", type=int_at_least(1), metavar="N",
+    add(model, "--num-res-blocks", type=int_at_least(1, cli.MAX_RES_BLOCKS), metavar="N",
         help=f"residual blocks per level ({model_default('num_res_blocks')})")
     add(model, "--attention-levels", type=int_list(allow_empty=True), metavar="L1,…",
         help=f"levels with self-attention, '' for none ({model_default('attention_levels', joined)})")
-    add(model, "--num-heads", type=int_at_least(1), metavar="H",
+    add(model, "--num-heads", type=int_at_least(1, cli.MAX_HEADS), metavar="H",
         help=f"attention heads ({model_default('num_heads')})")
     add(model, "--dropout", type=float_in(0.0, 1.0, low_open=False), metavar="P",
         help=f"dropout in the residual blocks ({model_default('dropout')})")
@@ -223,8 +243,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="channels-last memory layout (any device; about 10%% faster on CPUs and GPUs)")
     add(speed, "--compile", default=False, action="store_true",
         help="torch.compile the model (CUDA only; ignored elsewhere)")
-    add(speed, "--threads", default=None, type=int_at_least(1), metavar="N", help=THREADS_HELP)
-    add(speed, "--num-workers", default=0, type=int_at_least(0), metavar="N",
+    add(speed, "--threads", default=None, type=int_at_least(1, cli.MAX_THREADS), metavar="N", help=THREADS_HELP)
+    add(speed, "--num-workers", default=0, type=int_at_least(0, cli.MAX_WORKERS), metavar="N",
         help="DataLoader worker processes (default: %(default)s; exact resume needs 0 when the "
         "dataset augments at random)")
 
@@ -234,9 +254,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(output, "--sample-every", default=500, type=int_at_least(0), metavar="N",
         help="every N steps write samples/step_NNNNNN.png from the EMA weights, 0 = never "
         "(default: %(default)s)")
-    add(output, "--sample-steps", default=50, type=int_at_least(1), metavar="N",
+    add(output, "--sample-steps", default=50, type=int_at_least(1, cli.MAX_TIMESTEPS), metavar="N",
         help="DDIM steps per sample grid (default: %(default)s)")
-    add(output, "--num-samples", default=64, type=int_at_least(1), metavar="N",
+    add(output, "--num-samples", default=64, type=int_at_least(1, cli.MAX_GRID_IMAGES), metavar="N",
         help="images per sample grid (default: %(default)s)")
     add(output, "--checkpoint-every", default=0, type=int_at_least(0), metavar="N",
         help="every N steps keep step_NNNNNN.pt besides last.pt, 0 = never (default: %(default)s)")
@@ -251,13 +271,14 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         "--sample-guidance may change")
     add(run, "--overwrite", default=False, action="store_true",
         help="start afresh even if --out already holds a run (its checkpoints, grids and log are replaced)")
-    add(run, "--time-limit", default=None, type=float_in(0.0), metavar="MIN",
-        help="stop cleanly (saving, sampling) after MIN minutes of training")
-    add(run, "--seed", default=0, type=int_at_least(0), metavar="S",
+    add(run, "--time-limit", default=None, type=float_in(0.0, low_open=False), metavar="MIN",
+        help="stop cleanly (saving, sampling) after MIN minutes of training in this session; 0 = no limit "
+        "(a resumed run keeps its saved limit: --resume --time-limit 0 clears it)")
+    add(run, "--seed", default=0, type=int_at_least(0, cli.MAX_SEED, SEED_WHY), metavar="S",
         help="seed of the weights, the data order and the noise (default: %(default)s)")
     add(run, "--impl", default=None, choices=IMPLEMENTATIONS,
         help=IMPL_HELP)
-    return parser
+    return cli.document_bounds(parser)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str], argparse.ArgumentParser]:
@@ -393,24 +414,55 @@ def restore_rng(state: dict, generator: torch.Generator, device: torch.device) -
     )
 
 
+def checkpoint_problem(state: object, path: Path, keys: tuple[str, ...], settings: tuple[str, ...]) -> str | None:
+    """What makes ``state``, read from the checkpoint ``path``, unusable, in one line; None if nothing.
+
+    Checked: the format; the ``keys`` it must hold and the ``settings`` its config must hold;
+    every saved setting against the rule of its own train.py flag (type, bounds, choices; those
+    of :data:`SAMPLING_SETTINGS` may not be None); the weights (dicts of tensors) and the
+    counters. The message blames the file, never a flag.
+    """
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        return f"{path} is not a train.py checkpoint (it has no format field {CHECKPOINT_FORMAT!r})"
+    config = state.get("config")
+    missing = [key for key in keys if key not in state]
+    missing += [f"config[{key!r}]" for key in settings if isinstance(config, dict) and key not in config]
+    if missing:
+        return f"the checkpoint {path} is incomplete: it lacks {', '.join(missing)}"
+    if not isinstance(config, dict):
+        return f"checkpoint {path}: its config is a {type(config).__name__}, expected a dict of train.py's settings"
+    problem = setting_problem(build_parser(), config, required=SAMPLING_SETTINGS)
+    if problem:
+        return f"checkpoint {path}: its config's {problem}; the file is damaged or was edited"
+    if "model_config" in state and not isinstance(state["model_config"], dict):
+        return f"checkpoint {path}: its model_config is a {type(state['model_config']).__name__}, expected a dict"
+    for key in ("model", "ema"):
+        problem = weights_problem(state.get(key)) if key in state else None
+        if problem:
+            return f"checkpoint {path}: its {key} is {problem}"
+    for key in COUNTERS:
+        value = state.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"checkpoint {path}: its {key} is {value!r}, expected a whole number ≥ 0"
+    return None
+
+
 def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint written by this command; raise TrainError naming the file if it cannot be used."""
+    """Read a checkpoint written by this command to resume it; raise TrainError naming the file if it cannot be used."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, not a torch file, foreign pickle…
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        state = read_torch_file(path)
+    except UnreadableFile as error:
         raise TrainError(
-            f"cannot read the checkpoint {path}: {reason}. The file is damaged (an interrupted copy?) "
+            f"cannot read the checkpoint {path}: {error}. The file is damaged (an interrupted copy?) "
             "or was not written by train.py; restore it from a step_*.pt, or start again "
             "with --overwrite or another --out"
         ) from None
-    required = ("step", "epoch", "batch_in_epoch", "model", "ema", "optimizer", "scheduler", "rng", "config")
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise TrainError(f"{path} is not a train.py checkpoint (it has no format field {CHECKPOINT_FORMAT!r})")
-    missing = [key for key in required if key not in state]
-    if missing:
-        raise TrainError(f"the checkpoint {path} is incomplete: it lacks {', '.join(missing)}")
+    settings = tuple(action.dest for action in build_parser()._actions if action.option_strings
+                     and action.dest not in ("help", "resume", "overwrite", *LATER_SETTINGS))
+    problem = checkpoint_problem(state, path, RESUME_KEYS, settings)
+    if problem:
+        raise TrainError(problem)
     return state
 
 
@@ -531,27 +583,33 @@ def plot_loss(rows: list[dict], path: Path, title: str) -> None:
 
 
 class StopOnInterrupt:
-    """Turn the first Ctrl-C into a request to stop after the current step (the second stops at once)."""
+    """Turn the first Ctrl-C (SIGINT) or SIGTERM into a request to stop after the current step; a
+    second one stops at once. ``signal`` is the number of the first, for the exit status 128 + it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, note) -> None:
         self.requested = False
+        self.signal = None
         self.note = note
-        self.previous = None
+        self.previous = {}
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        self.note("interrupted: finishing this step, then saving last.pt (Ctrl-C again stops at once, unsaved)")
+        self.requested, self.signal = True, signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.note(f"interrupted ({name}): finishing this step, then saving last.pt (a second {name} stops at once, "
+                  "unsaved)")
 
     def __enter__(self) -> "StopOnInterrupt":
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for number, handler in self.previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
 
 
 # ---------------------------------------------------------------------------
@@ -714,11 +772,20 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(
         "train.py", lambda: train(args, given, parser),
         needs="Training runs Phases 1–3 (and §5.1–§5.2 with --class-conditional, §5.4–§5.5 with --task)",
-        interrupted="stopped at once (second Ctrl-C): last.pt holds the run as of its last save")
+        interrupted="stopped at once (second Ctrl-C): last.pt holds the run as of its last save",
+        memory="lower --batch-size or --image-size (or the U-Net: --base-channels, --channel-mults)")
 
 
 def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentParser) -> int:
-    """The run itself (see :func:`main`)."""
+    """The run itself (see :func:`main`); what it holds (the lock of --out) is let go at its end."""
+    with contextlib.ExitStack() as held:
+        return run_training(args, given, parser, held)
+
+
+def run_training(
+    args: argparse.Namespace, given: set[str], parser: argparse.ArgumentParser, held: contextlib.ExitStack
+) -> int:
+    """Check, set up, lock --out (into ``held``), train, save, sample (see :func:`main`)."""
     from tqdm.auto import tqdm
 
 
@@ -729,6 +796,7 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
 
     apply_threads(args.threads)  # this process's, so taken from the flags even when resuming
     out = Path(args.out)
+    check_writable(parser, "--out", out, folder=True)  # before any work
     last_path = out / "last.pt"
     checkpoint = None
     if args.resume:
@@ -807,6 +875,9 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
         )
     batches_per_epoch = len(dataset) // config["batch_size"]
     config["steps"] = total_steps(config, batches_per_epoch)
+    if config["steps"] > cli.MAX_STEPS:
+        parser.error(f"argument --epochs: {config['epochs']:g} epochs of {batches_per_epoch} batches make "
+                     f"{config['steps']} optimizer steps; at most {cli.MAX_STEPS}")
     config["image_size"] = height
     config["model"] = dict(model.config)
     config["batches_per_epoch"] = batches_per_epoch
@@ -834,29 +905,51 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
         scaler = torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()
     step, epoch, batch_in_epoch, seconds, session_seconds = 0, 0, 0, 0.0, 0.0
 
+    out.mkdir(parents=True, exist_ok=True)
+    if not held.enter_context(exclusive_lock(out / LOCK_NAME)):
+        raise TrainError(
+            f"another train.py is using {out} (it holds {out / LOCK_NAME}); wait until it ends or stop it, "
+            "or choose another --out"
+        )
+    swept = sweep_temporaries(out) + sweep_temporaries(out / "samples")
+    if swept:
+        note(f"note: removed {len(swept)} temporary file(s) that an interrupted save left in {out}")
     if checkpoint is not None:
+        part = "model"
         try:
-            model.load_state_dict(checkpoint["model"])
-            ema.load_state_dict(checkpoint["ema"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as error:
+            load_weights(model, checkpoint["model"])
+            part = "ema"
+            load_weights(ema, checkpoint["ema"])
+        except ValueError as error:
             raise TrainError(
-                f"the checkpoint {last_path} does not fit this model ({impl}'s unet.py): {error}"
+                f"checkpoint {last_path}: its {part} weights do not match the model in its config "
+                f"({impl}'s unet.py): {error}"
             ) from None
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        # The learning rate of the next step, from this run's schedule (the same value unless
-        # --steps or --epochs changed the total, which stretches the cosine).
-        for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-            group["lr"] = base_lr * factor(scheduler.last_epoch)
-        if scaler is not None and checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
+        try:
+            part = "optimizer"
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            part = "scheduler"
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            # The learning rate of the next step, from this run's schedule (the same value unless
+            # --steps or --epochs changed the total, which stretches the cosine).
+            for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base_lr * factor(scheduler.last_epoch)
+            part = "scaler"
+            if scaler is not None and checkpoint.get("scaler"):
+                scaler.load_state_dict(checkpoint["scaler"])
+            part = "train_seconds"
+            seconds = float(checkpoint.get("train_seconds", 0.0))
+            part = "rng"
+            restore_rng(checkpoint["rng"], generator, device)
+        except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as error:
+            raise TrainError(
+                f"checkpoint {last_path}: its {part} state cannot be restored ({one_line(error, 200)}); the file is "
+                "damaged: restore it from a step_*.pt, or start again with --overwrite or another --out"
+            ) from None
         step, epoch, batch_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]
-        seconds = float(checkpoint.get("train_seconds", 0.0))
-        restore_rng(checkpoint["rng"], generator, device)
     elif args.overwrite:
         remove_previous_run(out)
 
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
     log_path = out / "loss.csv"
     previous_rows = [row for row in read_loss_log(log_path) if row["step"] <= step] if checkpoint else []
@@ -1023,7 +1116,7 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
     if stopped == "interrupt":
         print(f"stopped at step {step} of {config['steps']}; saved {last_path}. Continue with: "
               f"python train.py --resume --out {out}")
-        return 130
+        return 128 + interrupt.signal  # 130 for Ctrl-C, 143 for SIGTERM
     last_grid = out / "samples" / f"step_{step:06d}.png"
     if config["sample_every"] and step and step % config["sample_every"] == 0 and last_grid.is_file():
         atomic_write(out / "samples.png", lambda handle: handle.write(last_grid.read_bytes()))  # same weights
@@ -1041,7 +1134,6 @@ def train(args: argparse.Namespace, given: set[str], parser: argparse.ArgumentPa
 
 def config_amp_name(dtype: torch.dtype | None) -> str:
     return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast and a GradScaler"}.get(dtype, "float32")
-
 
 
 if __name__ == "__main__":  # `python -m provided.training`: the same command, for when train.py itself does not compile

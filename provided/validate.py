@@ -32,7 +32,6 @@ def check_choice(value: str, name: str, choices: Collection[str], *, alternative
     return value
 
 
-
 def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
     """Return ``value`` if it is a whole number ≥ ``minimum``, else raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -42,7 +41,6 @@ def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
     return value
 
 
-
 def check_int_at_least(value: int, name: str, minimum: int) -> int:
     """Return ``value`` if it is an int ≥ ``minimum`` (not a bool), else raise a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -50,13 +48,11 @@ def check_int_at_least(value: int, name: str, minimum: int) -> int:
     return value
 
 
-
 def check_unit_interval(value: float, name: str, *, include_one: bool = True) -> None:
     """Raise unless 0 ≤ ``value`` ≤ 1 (0 ≤ ``value`` < 1 when ``include_one`` is False)."""
     below_top = value <= 1.0 if include_one else value < 1.0
     if not (0.0 <= value and below_top):
         raise ValueError(f"{name} must lie in [0, 1{']' if include_one else ')'}, got {value}")
-
 
 
 def check_timesteps(t: torch.Tensor, num_timesteps: int, batch_size: int) -> None:
@@ -81,7 +77,6 @@ def check_timesteps(t: torch.Tensor, num_timesteps: int, batch_size: int) -> Non
         )
 
 
-
 def check_images(**tensors: torch.Tensor) -> None:
     """Raise unless every keyword is a floating-point tensor of shape (B, …), all of one shape and dtype."""
     shapes, dtypes = {}, {}
@@ -99,7 +94,6 @@ def check_images(**tensors: torch.Tensor) -> None:
     if len(set(dtypes.values())) > 1:
         listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
         raise TypeError(f"these tensors must have the same dtype: {listed}")
-
 
 
 def check_inputs(schedule: NoiseSchedule, t: torch.Tensor, **tensors: torch.Tensor) -> None:
@@ -126,7 +120,6 @@ def check_num_timesteps(num_timesteps: int, minimum: int = 1) -> int:
     return num_timesteps
 
 
-
 def check_scaled_linear_arguments(num_timesteps: int, beta_end: float) -> None:
     """Accept T ≥ 1 large enough that the rescaled last β, beta_end · 1000 / T, stays below 1."""
     check_num_timesteps(num_timesteps)
@@ -135,7 +128,6 @@ def check_scaled_linear_arguments(num_timesteps: int, beta_end: float) -> None:
             f"num_timesteps={num_timesteps} is too small for scaled_linear: beta_end "
             f"{beta_end} × 1000 / T would reach 1; use T > {math.floor(beta_end * 1000)}"
         )
-
 
 
 def check_sigmoid_arguments(num_timesteps: int, start: float, end: float, tau: float) -> None:
@@ -147,7 +139,6 @@ def check_sigmoid_arguments(num_timesteps: int, start: float, end: float, tau: f
         raise ValueError(f"sigmoid_betas needs tau > 0, got tau={tau}")
 
 
-
 def check_karras_arguments(num_timesteps: int, sigma_min: float, sigma_max: float) -> None:
     """Accept T ≥ 2 (the formula divides by T − 1) and noise levels 0 < sigma_min < sigma_max."""
     check_num_timesteps(num_timesteps, minimum=2)
@@ -157,14 +148,12 @@ def check_karras_arguments(num_timesteps: int, sigma_min: float, sigma_max: floa
         )
 
 
-
 def check_schedule_name(name: str, schedules: Collection[str]) -> None:
     """Raise unless ``name`` is one of the schedule names ``schedules``."""
     if name not in schedules:
         raise ValueError(
             f"unknown schedule {name!r}; accepted schedule names: {', '.join(schedules)}"
         )
-
 
 
 def check_betas(betas: torch.Tensor) -> torch.Tensor:
@@ -183,7 +172,6 @@ def check_betas(betas: torch.Tensor) -> torch.Tensor:
             f"betas must lie strictly between 0 and 1; betas[{index}] = {betas[index].item()!r}"
         )
     return betas
-
 
 
 def check_schedule_arguments(betas: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -211,7 +199,6 @@ def check_timesteps_or_clean(t: torch.Tensor, num_timesteps: int, batch_size: in
         raise ValueError(f"t must lie in [-1, {num_timesteps - 1}] (−1: the clean image); got {t.tolist()}")
 
 
-
 def check_previous_timesteps(t_prev: torch.Tensor, t: torch.Tensor) -> None:
     """Raise unless ``t_prev`` is an integer tensor shaped like ``t`` with −1 ≤ t_prev < t (provided)."""
     if not isinstance(t_prev, torch.Tensor) or t_prev.dtype not in SIGNED_INTEGER_DTYPES:
@@ -225,13 +212,11 @@ def check_previous_timesteps(t_prev: torch.Tensor, t: torch.Tensor) -> None:
         )
 
 
-
 def check_eta(eta: float) -> float:
     """Raise unless η is a number in [0, 1] (provided)."""
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like); got {eta!r}")
     return float(eta)
-
 
 
 def check_ddim_noise(eta: float, noise: torch.Tensor | None) -> float:
@@ -242,13 +227,11 @@ def check_ddim_noise(eta: float, noise: torch.Tensor | None) -> float:
     return eta
 
 
-
 def check_inference_arguments(num_timesteps: int, num_steps: int, spacing: str) -> None:
     """Accept a spacing among SPACINGS and N = ``num_steps``, an int in [1, T]."""
     check_choice(spacing, "spacing", SPACINGS)
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
         raise ValueError(f"num_steps must be an int in [1, T = {num_timesteps}]; got {num_steps!r}")
-
 
 
 def check_sampling_arguments(
@@ -277,7 +260,6 @@ def check_sampling_arguments(
     return eta
 
 
-
 def check_guidance(guidance_scale: float, class_labels: torch.Tensor | None) -> None:
     """Accept class labels (guidance needs them) and a guidance scale w ≥ 0."""
     if class_labels is None:
@@ -302,7 +284,6 @@ def check_groups(groups: int, channels: int, name: str = "channels") -> None:
         )
 
 
-
 def check_embedding_arguments(t: torch.Tensor, dim: int) -> None:
     """Accept an even embedding width ``dim`` ≥ 2 and timesteps ``t`` of shape (B,)."""
     check_positive_int(dim, "dim", minimum=2)
@@ -311,7 +292,6 @@ def check_embedding_arguments(t: torch.Tensor, dim: int) -> None:
     if not isinstance(t, torch.Tensor) or t.ndim != 1:
         shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         raise ValueError(f"t must be a tensor of shape (B,), one timestep per image; got {shape}")
-
 
 
 def check_residual_block_arguments(
@@ -326,7 +306,6 @@ def check_residual_block_arguments(
     check_unit_interval(dropout, "dropout", include_one=False)
 
 
-
 def check_attention_arguments(channels: int, num_heads: int, groups: int) -> None:
     """Accept positive ``channels`` and ``num_heads``, both ``groups`` and ``num_heads`` dividing ``channels``."""
     check_positive_int(channels, "channels")
@@ -336,7 +315,6 @@ def check_attention_arguments(channels: int, num_heads: int, groups: int) -> Non
         raise ValueError(
             f"num_heads={num_heads} must divide channels={channels}: each head gets channels / num_heads"
         )
-
 
 
 def check_config(
@@ -385,7 +363,6 @@ def check_config(
         raise ValueError(f"cond_channels must be an int ≥ 0 (0: no condition image), got {cond_channels!r}")
 
 
-
 def check_unet_image_size(height: int, width: int, channel_mults: tuple[int, ...]) -> None:
     """Raise unless len(channel_mults) − 1 halvings of (height, width) stay whole numbers."""
     num_levels = len(channel_mults)
@@ -398,7 +375,6 @@ def check_unet_image_size(height: int, width: int, channel_mults: tuple[int, ...
             f"divisible by 2^{num_levels - 1} = {factor}. Resize the images (--image-size) "
             "or use fewer levels."
         )
-
 
 
 def check_unet_inputs(
@@ -462,7 +438,6 @@ def check_min_snr_arguments(t: torch.Tensor, schedule: NoiseSchedule, prediction
     check_timesteps(t, schedule.num_timesteps, t.shape[0] if isinstance(t, torch.Tensor) and t.ndim else -1)
 
 
-
 def check_loss_arguments(
     output: torch.Tensor, target: torch.Tensor, loss_type: str, weights: torch.Tensor | None
 ) -> None:
@@ -474,13 +449,11 @@ def check_loss_arguments(
         raise ValueError(f"weights must have shape (B,) = ({output.shape[0]},); got {tuple(weights.shape)}")
 
 
-
 def check_ema_decay_arguments(step: int, max_decay: float) -> None:
     """Accept an int step ≥ 0 (not a bool) and max_decay in [0, 1)."""
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step must be an int ≥ 0, got {step!r}")
     check_unit_interval(max_decay, "max_decay", include_one=False)
-
 
 
 def check_label_dropout_arguments(class_labels: torch.Tensor, p_uncond: float) -> None:
@@ -503,7 +476,6 @@ def check_batch(images: torch.Tensor, name: str = "images") -> None:
         raise TypeError(f"{name} must be a floating-point tensor of shape (B, C, H, W); got {described}")
 
 
-
 def check_positive(value: float, name: str) -> float:
     """Raise unless ``value`` is a number > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -511,12 +483,10 @@ def check_positive(value: float, name: str) -> float:
     return float(value)
 
 
-
 def check_divides_image_size(images: torch.Tensor, size: int, name: str) -> None:
     """Raise unless ``size`` divides both the height and the width of ``images``."""
     if images.shape[-1] % size or images.shape[-2] % size:
         raise ValueError(f"{name} must divide the image size {tuple(images.shape[-2:])}; got {size}")
-
 
 
 def check_downsample_arguments(images: torch.Tensor, factor: int) -> None:
@@ -526,13 +496,11 @@ def check_downsample_arguments(images: torch.Tensor, factor: int) -> None:
     check_divides_image_size(images, factor, "factor")
 
 
-
 def check_jpeg_arguments(images: torch.Tensor, quality_step: float, block: int) -> None:
     """Accept a (B, C, H, W) float batch, a quality_step > 0 and a block size dividing H and W."""
     check_batch(images)
     check_positive(quality_step, "quality_step")
     check_divides_image_size(images, block, "block")
-
 
 
 def check_mask(mask: torch.Tensor, images: torch.Tensor) -> None:
@@ -545,7 +513,6 @@ def check_mask(mask: torch.Tensor, images: torch.Tensor) -> None:
                          f"{images.shape[-2]}, {images.shape[-1]}); got {tuple(mask.shape)}")
     if not torch.all((mask == 0) | (mask == 1)):
         raise ValueError("mask must hold only 0 (unknown: to generate) and 1 (known: kept)")
-
 
 
 @contextmanager

@@ -51,7 +51,6 @@ EXERCISE_HEADER = """\
 """
 
 
-
 class StubError(ValueError):
     """A solution file whose exercise regions cannot be turned into stubs."""
 
