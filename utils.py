@@ -86,13 +86,6 @@ def render_digit(digit: int, size: int = 28) -> torch.Tensor:
     return (pixels * 2 - 1).unsqueeze(0)  # (1, H, W) in [-1, 1]
 
 
-def ensure_parent(path: str | os.PathLike) -> Path:
-    """Create the folder that will hold ``path``; return it as a Path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def image_grid(images: torch.Tensor, nrow: int | None = None, min_size: int = 64) -> torch.Tensor:
     """Tile images in [-1, 1] into one picture, small ones enlarged (nearest pixel) for viewing.
 
@@ -146,8 +139,11 @@ def save_gif(frames: list[torch.Tensor], path: str | os.PathLike, seconds_per_fr
         raise ValueError("save_gif needs at least one frame")
     pictures = [to_pil(frame) for frame in frames]
     durations = [round(seconds_per_frame * 1000)] * (len(pictures) - 1) + [round(hold_last * 1000)]
-    path = ensure_parent(path)
-    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
+    from provided.files import atomic_write  # imported here: provided/files.py imports this module
+
+    path = Path(path)
+    atomic_write(path, lambda handle: pictures[0].save(handle, format="GIF", save_all=True,
+                                                       append_images=pictures[1:], duration=durations, loop=0))
     return path
 
 

@@ -777,20 +777,9 @@ def write_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Pat
 
 
 def write_gif(trajectory, path: Path) -> int:
-    """Save a recorded trajectory as an animation (x_t beside x̂_0, frame by frame); return its frames.
-
-    ``utils.save_gif`` writes a temporary file beside ``path`` that is then renamed onto
-    it, so an interrupted run never leaves half a GIF.
-    """
+    """Save a recorded trajectory as an animation (x_t beside x̂_0, frame by frame), atomically; return its frames."""
     frames = trajectory_frames(trajectory, max_images=GIF_IMAGES)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.gif")
-    try:
-        save_gif(frames, temporary)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise write_error(path, error) from error
-    finally:
-        temporary.unlink(missing_ok=True)
+    save_gif(frames, path)
     return len(frames)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -35,9 +36,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from provided.cli import IMPL_HELP, run_command  # noqa: E402
+from provided.files import atomic_write  # noqa: E402
 from utils import (  # noqa: E402
     IMPLEMENTATIONS,
-    ensure_parent,
     import_impl,
     render_digit,
     resolve_impl,
@@ -199,7 +200,7 @@ def plot_schedules(schedules: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(ensure_parent(path), dpi=120)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
     return path
 
@@ -234,7 +235,7 @@ def plot_forward_process(
                 ax.set_ylabel(name, fontsize=11)
     fig.suptitle("Forward process x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε  (same x_0 and ε everywhere)")
     fig.tight_layout()
-    fig.savefig(ensure_parent(path), dpi=120)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
     return path
 
@@ -257,14 +258,13 @@ def signal_left(schedules: dict) -> list[dict]:
 
 def write_signal_left(table: list[dict], path: Path) -> Path:
     """Write the table of :func:`signal_left` as a CSV file with a header row."""
-    with open(ensure_parent(path), "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-        writer.writeheader()
-        for row in table:
-            # Floats with 10 significant digits: enough to compare against the schedule.
-            writer.writerow(
-                {key: f"{value:.10g}" if isinstance(value, float) else value for key, value in row.items()}
-            )
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(table[0]))
+    writer.writeheader()
+    for row in table:
+        # Floats with 10 significant digits: enough to compare against the schedule.
+        writer.writerow({key: f"{value:.10g}" if isinstance(value, float) else value for key, value in row.items()})
+    atomic_write(path, lambda handle: handle.write(text.getvalue().encode("utf-8")))
     return path
 
 
