@@ -7,6 +7,7 @@ would (``python train.py …`` in a fresh process).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -76,6 +77,32 @@ def workspace(tmp_path_factory) -> dict:
 # ---------------------------------------------------------------------------
 
 
+#: Runs each command line of the JSON list in argv[1] as `python …` would (as __main__), in this one
+#: process (one start of torch for them all); prints their exit statuses as a JSON list.
+RUN_AS_MAIN = """
+import json, runpy, sys
+statuses = []
+for argv in json.loads(sys.argv[1]):
+    sys.argv = argv[1:] if argv[0] == "-m" else argv
+    try:
+        if argv[0] == "-m":
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(argv[0], run_name="__main__")
+        statuses.append(0)
+    except SystemExit as stop:
+        statuses.append(stop.code if isinstance(stop.code, int) else int(stop.code is not None))
+print(json.dumps(statuses))
+"""
+
+
+def run_each(root: Path, *command_lines: list[str]) -> tuple[list[int], str]:
+    """Run the command lines one after the other in one fresh process; their exit statuses and stderr."""
+    result = run(root, "-c", RUN_AS_MAIN, json.dumps(list(command_lines)))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("broken", EXERCISE_MODULES)
 def test_a_syntax_error_in_a_learner_file_does_not_stop_the_reference(workspace, broken):
@@ -83,23 +110,21 @@ def test_a_syntax_error_in_a_learner_file_does_not_stop_the_reference(workspace,
     path = root / f"{broken}.py"
     original = path.read_text(encoding="utf-8")
     path.write_text(original + SYNTAX_ERROR, encoding="utf-8")
+    sample = ["sample.py", "--checkpoint", str(workspace["checkpoint"]), "--num-samples", "2", "--steps", "2",
+              "--threads", "1", "--out", "grid.png"]
+    evaluate = ["evaluate.py", "--checkpoint", str(workspace["checkpoint"]), "--num-samples", "10", "--steps", "2",
+                "--batch-size", "10", "--threads", "1", "--classifier", str(workspace["classifier"]),
+                "--no-inception", "--out", "eval"]
+    # python train.py compiles train.py, so its own syntax error is Python's to report (file and line);
+    # the same command then runs as python -m provided.training.
+    train = [*(["-m", "provided.training"] if broken == "train" else ["train.py"]), *TINY_TRAIN,
+             "--out", "run-again", "--overwrite"]
     try:
-        commands = {
-            "sample.py": ["sample.py", "--impl", "solutions", "--checkpoint", str(workspace["checkpoint"]),
-                          "--num-samples", "2", "--steps", "2", "--threads", "1", "--out", "grid.png"],
-            "evaluate.py": ["evaluate.py", "--impl", "solutions", "--checkpoint", str(workspace["checkpoint"]),
-                            "--num-samples", "10", "--steps", "2", "--batch-size", "10", "--threads", "1",
-                            "--classifier", str(workspace["classifier"]), "--no-inception", "--out", "eval"],
-        }
-        # python train.py compiles train.py, so its own syntax error is Python's to report (file and line);
-        # the same command then runs as python -m provided.training.
-        command = ["-m", "provided.training"] if broken == "train" else ["train.py"]
-        commands["train.py"] = [*command, "--impl", "solutions", *TINY_TRAIN, "--out", "run-again", "--overwrite"]
-        for name, argv in commands.items():
-            result = run(root, *argv)
-            assert result.returncode == 0, f"{name} with a syntax error in {broken}.py:\n{result.stderr[-2000:]}"
+        statuses, stderr = run_each(root, [*sample, "--impl", "solutions"], [*evaluate, "--impl", "solutions"],
+                                    [*train, "--impl", "solutions"])
+        assert statuses == [0, 0, 0], f"sample, evaluate, train with a syntax error in {broken}.py:\n{stderr[-2000:]}"
         # The default, auto, runs too: every phase of the broken file falls back, naming the file and line.
-        result = run(root, commands["sample.py"][0], *commands["sample.py"][3:])
+        result = run(root, *sample)
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"{broken}.py does not import: SyntaxError at {broken}.py line" in result.stderr
     finally:
