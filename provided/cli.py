@@ -240,6 +240,17 @@ IMPL_HELP = (
 )
 
 
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The "run" group of sample.py and evaluate.py: --device, --threads and --impl."""
+    from utils import DEVICES, IMPLEMENTATIONS
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", default="auto", choices=DEVICES,
+                     help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
+    run.add_argument("--threads", default=None, type=int_at_least(1, MAX_THREADS), metavar="N", help=THREADS_HELP)
+    run.add_argument("--impl", default=None, choices=IMPLEMENTATIONS, help=IMPL_HELP)
+
+
 class CommandError(RuntimeError):
     """A problem that stops a command, reported as one line ("train.py: error: …"), exit status 1."""
 

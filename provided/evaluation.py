@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from utils import DEVICES, IMPLEMENTATIONS, import_impl, seed_everything
+from utils import import_impl, seed_everything
 
 from .classifier import (
     ClassifierError,
@@ -59,7 +59,7 @@ from .metrics import DEFAULT_KNN, accuracy, frechet_distance, precision_recall
 from .choices import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, SAMPLERS
 from . import cli
 from .cli import (
-    IMPL_HELP, SEED_WHY, THREADS_HELP, CommandError, check_writable, flag, float_in, guidance_scales, int_at_least,
+    SEED_WHY, CommandError, check_writable, flag, float_in, guidance_scales, int_at_least,
     run_command, setting_problem,
 )
 from .files import UnreadableFile, atomic_write, read_torch_file, write_json
@@ -189,12 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder for metrics.json, samples.png and the sweep's sweep.md and sweep.png "
                         "(default: eval/ beside the checkpoint, or FILE_eval/ beside the --samples file)")
 
-    run = parser.add_argument_group("run")
-    run.add_argument("--device", default="auto", choices=DEVICES,
-                     help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
-    run.add_argument("--threads", default=None, type=int_at_least(1, cli.MAX_THREADS), metavar="N", help=THREADS_HELP)
-    run.add_argument("--impl", default=None, choices=IMPLEMENTATIONS,
-        help=IMPL_HELP)
+    cli.add_run_flags(parser)
     return cli.document_bounds(parser)
 
 

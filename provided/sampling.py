@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,8 +38,6 @@ import torch
 from torch import nn
 
 from utils import (
-    DEVICES,
-    IMPLEMENTATIONS,
     image_grid,
     import_impl,
     pick_device,
@@ -54,11 +51,11 @@ from utils import (
 from .choices import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, MASK_PRESETS, SAMPLERS, SPACINGS, TASK_NAMES, VARIANCES
 from . import cli
 from .cli import (
-    IMPL_HELP, SEED_WHY, THREADS_HELP, CommandError, apply_threads, check_writable, flag, float_in, guidance_scales,
+    SEED_WHY, CommandError, apply_threads, check_writable, flag, float_in, guidance_scales,
     int_at_least, one_line, run_command,
 )
 from .conditioning import ImageConditioned, guidance_inputs, triplet_rows
-from .files import UnreadableFile, atomic_write, load_weights, read_torch_file, write_error
+from .files import UnreadableFile, atomic_write, load_weights, read_torch_file
 from .phases import CODE_NAMES
 from .training import SAMPLING_KEYS, SAMPLING_SETTINGS, checkpoint_problem
 
@@ -228,12 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--save-tensor", default=None, metavar="FILE",
                         help="also save the images as a tensor with their settings (format below)")
 
-    run = parser.add_argument_group("run")
-    run.add_argument("--device", default="auto", choices=DEVICES,
-                     help="auto: CUDA, then Apple's MPS, then the CPU (default: %(default)s)")
-    run.add_argument("--threads", default=None, type=int_at_least(1, cli.MAX_THREADS), metavar="N", help=THREADS_HELP)
-    run.add_argument("--impl", default=None, choices=IMPLEMENTATIONS,
-        help=IMPL_HELP)
+    cli.add_run_flags(parser)
     return cli.document_bounds(parser)
 
 

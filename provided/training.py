@@ -22,11 +22,9 @@ import copy
 import csv
 import json
 import math
-import os
 import random
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,10 +32,9 @@ from types import ModuleType
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from utils import DEVICES, IMPLEMENTATIONS, import_impl, pick_device, resolve_impl, seed_everything, to_unit_range
+from utils import DEVICES, IMPLEMENTATIONS, import_impl, pick_device, resolve_impl, seed_everything
 
 from .choices import DEFAULT_GUIDANCE_SCALE, DEFAULT_UNET_CONFIG, LOSS_TYPES, PREDICTION_TYPES, SCHEDULE_NAMES, TASK_NAMES
 from . import cli

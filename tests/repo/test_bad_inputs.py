@@ -40,12 +40,7 @@ TINY_EVALUATE = ["--impl", "solutions", "--device", "cpu", "--num-samples", "20"
 BIG = "1000000000"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/repo/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -56,13 +56,7 @@ METRIC_KEYS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: these small networks gain nothing from more, and two spin when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/repo/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ from provided.metrics import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: small matrices gain nothing from more, and two spin when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/repo/conftest.py)
 
 
 def gaussian(count: int, dim: int, seed: int, mean: torch.Tensor | float = 0.0, scale: float = 1.0) -> torch.Tensor:

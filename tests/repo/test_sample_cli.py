@@ -42,14 +42,7 @@ FIRST_RUN = ["--num-samples", "5", "--batch-size", "2", "--steps", "4"]
 RUN_NUMBERS = itertools.count()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread for this module: a U-Net this small runs faster on one, and two threads
-    spin against each other (10–100× slower) when the two cores are busy with something else."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/repo/conftest.py)
 
 
 @pytest.fixture(scope="module")
