@@ -152,7 +152,8 @@ def _import_failure(module_name: str, error: BaseException) -> str:
     if isinstance(error, SyntaxError):
         where = f"{Path(error.filename or module_name).name} line {error.lineno}"
         return f"{module_name}.py does not import: {type(error).__name__} at {where}: {error.msg}"
-    return f"{module_name}.py does not import: {type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}".rstrip(": ")
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{module_name}.py does not import: {type(error).__name__}" + (f": {first_line}" if first_line else "")
 
 
 # ---------------------------------------------------------------------------
@@ -259,7 +260,7 @@ def _print_line(line: str) -> None:
 def _stand_in_reference(modules: dict[str, ModuleType], failures: dict[str, str], statuses: dict[int, PhaseStatus]) -> None:
     """In your modules, replace every exercise of an unfinished phase (and every alias of it) by the reference's."""
     replacements: dict[int, object] = {}  # id(your object) → the reference's
-    keep_alive = []
+    keep_alive = []  # the replaced objects stay alive until the sweep, so that no id is reused meanwhile
     for module_name, module in modules.items():
         if module_name in failures:
             continue  # already the reference
@@ -267,9 +268,10 @@ def _stand_in_reference(modules: dict[str, ModuleType], failures: dict[str, str]
         for name, phases in reference_phases(module_name).items():
             if all(statuses[phase].yours for phase in phases):
                 continue
-            yours = getattr(module, name, None)
-            keep_alive.append(yours)
-            replacements[id(yours)] = getattr(reference_module, name)
+            if hasattr(module, name):  # a learner who deleted the function has no alias of it to sweep
+                yours = getattr(module, name)
+                keep_alive.append(yours)
+                replacements[id(yours)] = getattr(reference_module, name)
             setattr(module, name, getattr(reference_module, name))
     if not replacements:
         return

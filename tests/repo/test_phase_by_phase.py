@@ -190,6 +190,13 @@ def test_auto_swaps_every_alias_of_an_unfinished_function(tmp_path):
     """The learner's train.py imported q_sample from its diffusion.py: under auto it holds the reference's."""
     root = copy_repository(tmp_path / "repo")
     write_learner_files(root, complete=("train", "unet"))
+    # A learner who deleted an unfinished function, and a module global that is None: only the
+    # learner's own objects are swapped, never a value that merely equals one.
+    diffusion = root / "diffusion.py"
+    text = diffusion.read_text(encoding="utf-8")
+    start = text.index("def renoise(")
+    end = text.index("\ndef ", start + 1)
+    diffusion.write_text(text[:start] + text[end + 1:] + "\nNOTHING_HERE = None\n", encoding="utf-8")
     probe = (
         "import sys\n"
         "from utils import import_impl\n"
@@ -200,6 +207,8 @@ def test_auto_swaps_every_alias_of_an_unfinished_function(tmp_path):
         "assert import_impl('noise_schedule').SCHEDULES['cosine'] is solutions.noise_schedule.cosine_betas\n"
         "assert train.training_step.__module__ == 'train', 'a finished phase must stay the learner’s'\n"
         "assert unet.UNet.__module__ == 'unet'\n"
+        "assert import_impl('diffusion').renoise is solutions.diffusion.renoise\n"
+        "assert import_impl('diffusion').NOTHING_HERE is None, 'a None global was swapped'\n"
         "print('ok')\n"
     )
     result = run(root, "-c", probe)
