@@ -234,14 +234,14 @@ def train_classifier(
 
 def _dataset(name: str, split: str, data_dir: str | Path, download: bool, num_images: int | None):
     """The split of dataset ``name`` for the classifier; ClassifierError (one line) if unavailable."""
-    from .image_data import DATASETS, DatasetUnavailable, make_dataset
+    from .image_data import DATASETS, DatasetUnavailable, labelled_datasets, make_dataset
 
     if name not in DATASETS:
         raise ClassifierError(f"unknown dataset {name!r}: the known ones are {', '.join(DATASETS)}")
     if not DATASETS[name].num_classes:
         raise ClassifierError(
             f"the dataset {name!r} has no class labels, so no classifier can be trained on it; the classifier "
-            f"metrics need a labelled dataset ({', '.join(n for n, info in DATASETS.items() if info.num_classes)})"
+            f"metrics need a labelled dataset ({', '.join(labelled_datasets())})"
         )
     try:
         return make_dataset(name, split=split, data_dir=data_dir, download=download, seed=CLASSIFIER_SEED,

@@ -63,7 +63,7 @@ from .cli import (
     run_command, setting_problem,
 )
 from .files import UnreadableFile, atomic_write, read_torch_file, write_json
-from .image_data import DATASETS, DatasetUnavailable, make_dataset
+from .image_data import DATASETS, DatasetUnavailable, labelled_datasets, make_dataset
 from .sampling import (
     SampleError,
     check_finite,
@@ -233,7 +233,7 @@ class Source:
 
 def check_dataset(name: object, where: str) -> str:
     """``name`` if it is a labelled dataset of DATASETS, else EvaluateError naming ``where``."""
-    labelled = [key for key, info in DATASETS.items() if info.num_classes]
+    labelled = labelled_datasets()
     if name not in DATASETS:
         raise EvaluateError(f"{where}: its dataset {name!r} is unknown; evaluate.py knows {', '.join(labelled)}")
     if not DATASETS[name].num_classes:

@@ -134,6 +134,11 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 #: The accepted values of ``split``.
+def labelled_datasets() -> tuple[str, ...]:
+    """The datasets with class labels (those a classifier can be trained on)."""
+    return tuple(name for name, info in DATASETS.items() if info.num_classes)
+
+
 SPLITS = ("train", "test")
 #: The smallest accepted ``image_size`` (the U-Net halves the size a few times).
 MIN_IMAGE_SIZE = 8
