@@ -2,9 +2,10 @@
 
 Two pieces:
 
-* :class:`CheckedModule` wraps a learner module so that calling one of its
-  functions turns a stub into the one-line "not attempted yet", and a crash into
-  a short report with the line of the learner's file that raised.
+* :func:`learner_error_message` turns what the worker reports about learner
+  code (it runs in a separate process, see grading/sandbox.py) into one
+  readable line: a stub is "not attempted yet", a crash names the line of the
+  learner's file that raised.
 * :func:`check_close` compares a learner's tensor with the reference's in a fixed
   order: type, dtype, device, shape (with a hint), NaN/inf, values
   (``torch.testing.assert_close``), and on failure probes the known wrong
@@ -17,19 +18,16 @@ a message, not a traceback of the checking code.
 from __future__ import annotations
 
 import math
-import traceback
-from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import pytest
 import torch
 
 from .mistakes import MISTAKES
+from .sandbox import RemoteObject
 
 GUIDE = "IMPLEMENTATION_GUIDE.md"
 NOT_ATTEMPTED = "not attempted yet"
-STUB_PREFIX = "Phase "  # every generated stub raises NotImplementedError("Phase 1.6 · …")
 
 #: Tolerances by dtype: float64 tight enough to catch float32 rounding, float32 as torch's.
 TOLERANCES = {
@@ -44,100 +42,39 @@ def fail(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Calling learner code
+# Reporting what learner code did in the worker
 # ---------------------------------------------------------------------------
 
 
-class CheckedModule:
-    """A learner module whose functions report stubs and crashes as one readable line.
+def learner_error_message(info: dict) -> str:
+    """One readable report of a learner error sent by the worker (see grading.worker.describe_error).
 
-    ``CheckedModule(module).q_sample(x0, t, noise, schedule)`` calls the learner's
-    ``q_sample``. Classes and constants are returned unwrapped.
+    A stub becomes the one-line "not attempted yet"; a crash names the learner's
+    line; an import failure says that no check of the file can run. Texts from
+    the worker are the learner's own and are shortened there.
     """
-
-    def __init__(self, module: ModuleType) -> None:
-        self._module = module
-        self._file = Path(module.__file__ or module.__name__).name
-        self._classes: dict[str, type] = {}
-
-    @property
-    def module(self) -> ModuleType:
-        """The learner module itself, unwrapped (for patching in reference classes)."""
-        return self._module
-
-    def __getattr__(self, name: str) -> Any:
-        if not hasattr(self._module, name):
-            fail(
-                f"{self._file} has no `{name}`: keep the names and signatures of the stubs "
-                "(the checks call them by name)."
-            )
-        value = getattr(self._module, name)
-        if isinstance(value, type) and issubclass(value, torch.nn.Module):
-            if name not in self._classes:
-                self._classes[name] = _checked_module_class(value, self._module)
-            return self._classes[name]
-        if callable(value) and not isinstance(value, type):
-            return _checked_call(value, name, self._module)
-        return value
-
-
-def _checked_module_class(cls: type, module: ModuleType) -> type:
-    """A subclass of the learner's ``nn.Module`` whose construction and calls report like functions.
-
-    ``ResidualBlock(…)`` reports a stub ``__init__`` as "`ResidualBlock.__init__`: not
-    attempted yet", and ``block(x, emb)`` a stub ``forward`` likewise; crashes name
-    the learner's line. Parameter names and behaviour are the learner's own.
-    """
-
-    class Checked(cls):  # type: ignore[misc, valid-type]
-        def __init__(self, *args, **kwargs) -> None:
-            _checked_call(super().__init__, f"{cls.__name__}.__init__", module)(*args, **kwargs)
-
-        def __call__(self, *args, **kwargs):
-            return _checked_call(super().__call__, f"{cls.__name__}.forward", module)(*args, **kwargs)
-
-    Checked.__name__ = cls.__name__
-    Checked.__qualname__ = cls.__qualname__
-    Checked.__doc__ = cls.__doc__
-    return Checked
-
-
-def _checked_call(function: Callable, name: str, module: ModuleType) -> Callable:
-    def call(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except NotImplementedError as error:
-            message = _stub_report(name, error, module)
-        except Exception as error:  # noqa: BLE001 - any crash of learner code becomes a report
-            message = _crash_report(name, error, module)
-        fail(message)  # outside the except block, so pytest shows no chained traceback
-
-    call.__name__ = name
-    return call
-
-
-def _stub_report(name: str, error: NotImplementedError, module: ModuleType) -> str:
-    """One line for an untouched stub: this function's own, or one it calls."""
-    message = str(error)
-    if not message.startswith(STUB_PREFIX):
-        return _crash_report(name, error, module)
-    if f"· {name} " in message:
-        return f"`{name}`: {NOT_ATTEMPTED} ({message})."
-    return f"`{name}`: {NOT_ATTEMPTED} — it calls a function that is still a stub ({message})."
-
-
-def _crash_report(name: str, error: BaseException, module: ModuleType) -> str:
-    """`name` raised X: message — with the deepest line of a learner file in the traceback."""
-    frames = traceback.extract_tb(error.__traceback__)
-    learner_dir = Path(module.__file__ or ".").resolve().parent
-    solutions_dir = Path(__file__).resolve().parent.parent / "solutions"
-    where = ""
-    for frame in reversed(frames):
-        path = Path(frame.filename).resolve()
-        if path.parent == learner_dir and path.parent != solutions_dir:
-            where = f" at {path.name} line {frame.lineno}: `{(frame.line or '').strip()}`"
-            break
-    return f"`{name}` raised {type(error).__name__}: {error}{where}"
+    kind, label = info.get("kind"), str(info.get("label", ""))
+    message, error_type = str(info.get("message", "")), str(info.get("type", "Error"))
+    if kind == "stub":
+        if f"· {label} " in message:
+            return f"`{label}`: {NOT_ATTEMPTED} ({message})."
+        return f"`{label}`: {NOT_ATTEMPTED} — it calls a function that is still a stub ({message})."
+    if kind == "import":
+        return (f"{info.get('module', 'a learner file')}.py could not be imported: {error_type}: {message}. "
+                "Fix it first: no check of this file can run.")
+    if kind == "absent":
+        return (f"{info.get('module', 'a learner file')}.py is not in the submission: hand it in as a plain "
+                "file with that name, beside the others (no check of it can run).")
+    if kind == "missing":
+        return (f"{info.get('file') or 'your file'} has no `{message}`: keep the names and signatures of the "
+                "stubs (the checks call them by name).")
+    if kind == "exit":
+        return f"`{label}` tried to end the process ({error_type}: {message}); learner code must return."
+    if kind == "lent":
+        return (f"`{label}` called a reference helper that the check lends it, with inputs the reference "
+                f"refuses: {error_type}: {message}")
+    where = f" at {info['where']}" if info.get("where") else ""
+    return f"`{label}` raised {error_type}: {message}{where}"
 
 
 # ---------------------------------------------------------------------------
@@ -166,6 +103,11 @@ def describe_call(function: str, inputs: Mapping[str, Any] | None) -> str:
 # ---------------------------------------------------------------------------
 # Comparing outputs
 # ---------------------------------------------------------------------------
+
+
+def type_name(value: Any) -> str:
+    """The type of a learner's value as the learner wrote it (an object in the worker: its own class)."""
+    return value.type_name if isinstance(value, RemoteObject) else type(value).__name__
 
 
 def check_close(
@@ -204,7 +146,7 @@ def check_close(
     if not isinstance(got, torch.Tensor):
         fail(
             f"{call}: {what} should be a torch.Tensor of shape {tuple(expected.shape)}, "
-            f"got {type(got).__name__}. {see}"
+            f"got {type_name(got)}. {see}"
         )
     if got.dtype != expected.dtype:
         hint = ""

@@ -20,6 +20,7 @@ from torch import nn
 
 from .checker import GUIDE, fail
 from .mistakes import MISTAKES
+from .sandbox import RemoteObject, lent
 
 NORM_TYPES = (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d)
 
@@ -32,7 +33,12 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     other vectors N(0, 0.2²). Default initialisations are not enough for checking:
     a zero-initialised head hides everything before it, and GroupNorm's default
     weight 1 and bias 0 hide whether the affine part is applied.
+
+    A learner's model (a handle to the worker) is randomised there, by the
+    worker's copy of this rule.
     """
+    if isinstance(model, RemoteObject):
+        return model._conversation.randomize(model, seed)
     generator = torch.Generator().manual_seed(seed)
     norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, NORM_TYPES) and m.weight is not None}
     for parameter in model.parameters():
@@ -145,7 +151,13 @@ def reference_parts(learner_module: ModuleType, reference_module: ModuleType, na
 
     With the reference blocks inside, the learner's ``UNet`` is graded on its
     assembly alone: a mistake in a block costs that block's checks, not these.
+    When the learner's module lives in the worker, the reference objects stay
+    here and the worker gets stand-ins (:func:`grading.sandbox.lent`).
     """
+    if isinstance(learner_module, RemoteObject):
+        with lent(learner_module, reference_module, names):
+            yield
+        return
     saved = {name: getattr(learner_module, name, None) for name in names}
     try:
         for name in names:

@@ -1,9 +1,14 @@
-"""pytest plugin of the exercise checks (loaded by the repository's conftest.py).
+"""pytest plugin of the exercise checks (loaded by the repository's conftest.py, or by
+grading/runner.py with ``-p grading.plugin --noconftest``).
 
 Options:
     --impl learner|solutions   which code the phase checks test (default: $DIFFUSION_IMPL or learner)
     --submission DIR           a student's copy of the learner files (implies --impl learner)
-    --grade-report FILE        write one JSON line per collected check and per result (grade.py reads it)
+    --grade-report-fd N        write one JSON line per collected check and per result to this
+                               file descriptor (a pipe from grading/runner.py; no path to find)
+    --grade-ack-fd N           after collection, wait for the runner to read it on this descriptor
+    --check-timeout S          seconds one check's worker child may run before it is killed
+    --worker-threads N         torch threads in the worker
 
 Markers (registered in pyproject.toml, enforced with --strict-markers):
     phase1 … phase5            the phase a check belongs to
@@ -12,8 +17,8 @@ Markers (registered in pyproject.toml, enforced with --strict-markers):
     visibility(v)              Gradescope visibility of a check (default "visible")
 
 Fixtures:
-    impl   the implementation under test: ``impl.diffusion.q_sample(…)``, each
-           module wrapped in :class:`grading.checker.CheckedModule`
+    impl   the implementation under test: ``impl.diffusion.q_sample(…)``, run in a
+           fresh child of the worker (grading/sandbox.py), never in this process
     ref    the reference modules (``solutions``), unwrapped
 """
 
@@ -21,16 +26,20 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
-import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
+from typing import Iterator
 
 import pytest
+import torch
 
 from provided.phases import GRADED_IMPLEMENTATIONS, resolve_impl
 
-from .checker import CheckedModule, fail
+from .checker import fail, learner_error_message
+from .sandbox import REPO_ROOT, Conversation, LearnerError, Limits, RemoteObject, Sandbox, learner_files, \
+    reference_files
 
 PHASES = (1, 2, 3, 4, 5)
 IMPL_KEY = pytest.StashKey[str]()  # the chosen implementation, kept on the config
@@ -53,7 +62,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="folder with a student's learner files, graded instead of the top-level ones",
     )
-    group.addoption("--grade-report", type=Path, default=None, help="JSON-lines file for grade.py")
+    group.addoption("--grade-report-fd", type=int, default=None, help="descriptor for grade.py's JSON lines")
+    group.addoption("--grade-ack-fd", type=int, default=None, help="descriptor grade.py answers on after collection")
+    group.addoption("--check-timeout", type=float, default=60.0,
+                    help="seconds one check may take; its worker is killed after that (default 60)")
+    group.addoption("--worker-threads", type=int, default=0,
+                    help="torch threads in the worker that runs learner code (default: torch's)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,11 +81,10 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("--submission grades learner files; it cannot go with --impl solutions")
         if not submission.is_dir():
             raise pytest.UsageError(f"--submission must be a folder of learner files; {submission} is not one")
-        # The student's files shadow the top-level stubs; the reference package is already imported.
-        sys.path.insert(0, str(submission.resolve()))
-    report_path = config.getoption("--grade-report")
-    if report_path is not None:
-        config.pluginmanager.register(GradeReport(report_path), "diffusion-grade-report")
+    report_fd = config.getoption("--grade-report-fd")
+    if report_fd is not None:
+        report = GradeReport(report_fd, config.getoption("--grade-ack-fd"))
+        config.pluginmanager.register(report, "diffusion-grade-report")
     config.stash[IMPL_KEY] = impl  # read by the `impl` fixture
 
 
@@ -80,46 +93,77 @@ def pytest_configure(config: pytest.Config) -> None:
 # ---------------------------------------------------------------------------
 
 
+class LearnerModule:
+    """One learner module in the check's worker: ``module.q_sample(…)`` runs there.
+
+    ``module.module`` is the module's own handle, for :func:`grading.modules.reference_parts`.
+    """
+
+    def __init__(self, remote: RemoteObject) -> None:
+        self.module = remote
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.module, name)
+
+
 class Implementation:
-    """Lazily imported modules of one implementation; import failures become check failures."""
+    """The implementation under test, in a fresh worker child for this check (see grading/sandbox.py).
 
-    def __init__(self, impl: str) -> None:
-        self.name = impl
-        self._modules: dict[str, CheckedModule] = {}
-        self._failures: dict[str, str] = {}
+    ``impl.diffusion.q_sample(…)`` imports diffusion.py in the child and calls
+    it there; stubs, crashes, timeouts and import errors fail the check with one
+    readable line. ``impl.backward(loss)`` backpropagates into learner code.
+    """
 
-    def __getattr__(self, module_name: str) -> CheckedModule:
+    def __init__(self, conversation: Conversation) -> None:
+        self._conversation = conversation
+        self._modules: dict[str, LearnerModule] = {}
+
+    def __getattr__(self, module_name: str) -> LearnerModule:
         if module_name.startswith("_"):
             raise AttributeError(module_name)
-        if module_name in self._failures:
-            fail(self._failures[module_name])
         if module_name not in self._modules:
-            self._modules[module_name] = CheckedModule(self._import(module_name))
+            self._modules[module_name] = LearnerModule(self._conversation.import_module(module_name))
         return self._modules[module_name]
 
-    def _import(self, module_name: str) -> ModuleType:  # type: ignore[return]
-        qualified = module_name if self.name == "learner" else f"solutions.{module_name}"
-        try:
-            return importlib.import_module(qualified)
-        except BaseException as error:  # noqa: BLE001 - SyntaxError, ImportError, a timeout…
-            if isinstance(error, KeyboardInterrupt):
-                raise
-            where = ""
-            if isinstance(error, SyntaxError):
-                where = f" (line {error.lineno}: `{(error.text or '').strip()}`)"
-            message = (
-                f"{module_name}.py could not be imported: {type(error).__name__}: {error}{where}. "
-                "Fix it first: no check of this file can run."
-            )
-            self._failures[module_name] = message
-            sys.modules.pop(qualified, None)
-        fail(self._failures[module_name])  # outside the except block: no chained traceback
+    def backward(self, loss: torch.Tensor) -> None:
+        self._conversation.backward(loss)
+
+
+def _report(error: Exception) -> None:
+    """Fail the check with the message of a learner error or a worker problem (no traceback)."""
+    message = learner_error_message(error.info) if isinstance(error, LearnerError) else str(error)
+    fail(message)
 
 
 @pytest.fixture(scope="session")
-def impl(request: pytest.FixtureRequest) -> Implementation:
-    """The implementation under test (learner files or the reference), per --impl."""
-    return Implementation(request.config.stash[IMPL_KEY])
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """The worker's zygote for this run: the learner files (or the reference) in a scratch folder."""
+    config = request.config
+    impl = config.stash[IMPL_KEY]
+    if impl == "solutions":
+        files, package = reference_files(), "solutions"
+    else:
+        files, package = learner_files(config.getoption("--submission") or REPO_ROOT), ""
+    limits = Limits(check_seconds=config.getoption("--check-timeout"), threads=config.getoption("--worker-threads"))
+    hidden = (config.getoption("--submission").resolve(),) if config.getoption("--submission") else ()
+    with Sandbox(files, package, limits, hidden=hidden) as started:
+        report = config.pluginmanager.get_plugin("diffusion-grade-report")
+        if report is not None:
+            report.write({"kind": "sandbox", "confined": started.confined, "note": started.note})
+        yield started
+
+
+@pytest.fixture
+def impl(sandbox: Sandbox) -> Iterator[Implementation]:
+    """The implementation under test (learner files or the reference), per --impl, in a fresh worker child."""
+    conversation = sandbox.conversation()
+    conversation.report = _report
+    try:
+        yield Implementation(conversation)
+    finally:
+        conversation.close()
 
 
 @pytest.fixture(scope="session")
@@ -195,20 +239,20 @@ def short_output(report: pytest.TestReport) -> str:
 
 
 class GradeReport:
-    """Writes the grade report: JSON lines, flushed one by one so a killed run keeps what it had.
+    """Writes the grade report: JSON lines on a pipe to grading/runner.py, flushed one by one.
 
-    Registered as a plugin by ``pytest_configure`` when ``--grade-report`` is given.
+    Registered as a plugin by ``pytest_configure`` when ``--grade-report-fd`` is
+    given. The descriptors are not passed on to the worker (grading/sandbox.py
+    hands it only its own socket), so learner code cannot write here.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("", encoding="utf-8")
+    def __init__(self, report_fd: int, ack_fd: int | None) -> None:
+        self.pipe = os.fdopen(report_fd, "w", encoding="utf-8")
+        self.ack_fd = ack_fd
 
     def write(self, record: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
+        self.pipe.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.pipe.flush()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """One "collected" record per check, numbered section.k in collection order."""
@@ -220,6 +264,10 @@ class GradeReport:
             counters[meta["section"]] = counters.get(meta["section"], 0) + 1
             meta["number"] = f"{meta['section']}.{counters[meta['section']]}"
             self.write({"kind": "collected", "nodeid": item.nodeid, **meta})
+        self.write({"kind": "collection-done"})
+        if self.ack_fd is not None:  # the runner writes its partial results.json before learner code runs
+            with os.fdopen(self.ack_fd, "rb") as ack:
+                ack.read(2)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """One "result" record per check: its call, or the setup or teardown that failed."""

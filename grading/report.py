@@ -79,8 +79,12 @@ def _test_output(check: CheckResult) -> str:
     return check.output
 
 
-def gradescope_results(results: list[PhaseResult], execution_time: float) -> dict:
-    """The Gradescope autograder results (its results.json schema) for these phases."""
+def gradescope_results(results: list[PhaseResult], execution_time: float, note: str = "") -> dict:
+    """The Gradescope autograder results (its results.json schema) for these phases.
+
+    ``note`` goes above the score table (e.g. "grading did not finish" in the
+    partial results written before any learner code runs).
+    """
     tests = []
     for result in results:
         for check in result.checks:
@@ -112,6 +116,8 @@ def gradescope_results(results: list[PhaseResult], execution_time: float) -> dic
                 }
             )
     summary = score_table(results)
+    if note:
+        summary = f"{note}\n\n{summary}"
     return {
         "score": sum(r.score for r in results),
         "execution_time": round(execution_time, 2),

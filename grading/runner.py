@@ -1,25 +1,43 @@
-"""Run the checks of each phase in its own pytest process and collect the results.
+"""Run the checks in one trusted pytest process and collect the results.
 
-One process per phase, each with a per-check timeout (pytest-timeout, signal
-method) and an outer wall-clock bound, so that a learner file that does not
-import, crashes the interpreter or hangs only costs the checks it touches:
-the other phases are still graded, and checks that never reported are marked.
+The pytest process holds the checks, the reference and the report; learner
+code runs only in the sandbox's worker (grading/sandbox.py), one fresh child
+per check, killed from outside when it overruns its per-check timeout. The
+report comes back over a pipe that only the pytest process holds, so nothing
+a submission does can write a result: the list of checks and their points is
+what pytest collected from the trusted check files, and a result for a check
+that was not collected, or a second one for the same check, is ignored.
+
+pytest is started so that nothing outside the grader can load code into it:
+no conftest.py (``--noconftest``), no plugin auto-loading, the plugin named
+explicitly, the repository's own pyproject.toml, an environment without
+PYTHON* or PYTEST* variables. A total time budget bounds the run: when it is
+spent, the whole process group is killed and the checks that had not reported
+are marked "did not finish"; the checks that had finished still count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .checker import NOT_ATTEMPTED
+from .sandbox import _children_of, _set_subreaper, sweep_orphans
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKS_DIR = REPO_ROOT / "tests" / "checks"
+MAX_REPORT_BYTES = 32 * 2**20  # far more than the checks ever write
+DEFAULT_TIME_BUDGET = 480.0  # seconds: Gradescope's default limit is 10 minutes, setup included
 
 PHASE_TITLES = {
     1: "Noise schedules and the forward process",
@@ -67,6 +85,7 @@ class PhaseResult:
     checks: list[CheckResult] = field(default_factory=list)
     problem: str = ""
     seconds: float = 0.0
+    isolation: str = ""  # how the worker ran, when it was not fully confined (README, "For instructors")
 
     @property
     def title(self) -> str:
@@ -82,120 +101,207 @@ class PhaseResult:
 
 
 def pytest_command(
-    markers: str,
-    report: Path,
+    phases: tuple[int, ...],
     *,
     impl: str,
     submission: Path | None,
     check_timeout: float,
+    report_fd: int,
+    ack_fd: int,
     extra_paths: tuple[Path, ...] = (),
+    threads: int | None = None,
+    keyword: str | None = None,
 ) -> list[str]:
-    """The pytest command line that runs the checks selected by ``markers`` (e.g. "phase1")."""
+    """The pytest command line that runs the checks of ``phases`` and reports on ``report_fd``."""
     command = [
         sys.executable, "-m", "pytest", str(CHECKS_DIR), *map(str, extra_paths),
-        "-m", markers,
-        "--impl", impl,
-        "--grade-report", str(report),
-        f"--timeout={check_timeout}",
-        "-o", "timeout_method=signal",
-        "-q", "--no-header", "-rN", "--tb=no", "-p", "no:cacheprovider",
+        "-m", " or ".join(f"phase{phase}" for phase in phases),
+        f"--impl={impl}",
+        f"--grade-report-fd={report_fd}", f"--grade-ack-fd={ack_fd}",
+        f"--check-timeout={check_timeout:g}",
+        "--noconftest", "-p", "grading.plugin",
+        f"-c={REPO_ROOT / 'pyproject.toml'}", f"--rootdir={REPO_ROOT}",
+        "-q", "--no-header", "-rN", "--tb=no",
     ]
+    if threads:
+        command.append(f"--worker-threads={threads}")
+    if keyword:
+        command += ["-k", keyword]
     if submission is not None:
-        command += ["--submission", str(submission)]
+        command.append(f"--submission={submission}")  # one word: never a path pytest looks at
     return command
 
 
-def phases_with_checks(extra_paths: tuple[Path, ...] = ()) -> set[int]:
-    """The phases that have at least one check (one quick collect-only run, no learner code)."""
-    with tempfile.TemporaryDirectory(prefix="grade-collect-") as scratch:
-        report = Path(scratch) / "report.jsonl"
-        every_phase = " or ".join(f"phase{p}" for p in PHASES)
-        command = pytest_command(every_phase, report, impl="solutions", submission=None,
-                                 check_timeout=60, extra_paths=extra_paths)
-        subprocess.run(command + ["--collect-only"], cwd=REPO_ROOT, capture_output=True,
-                       stdin=subprocess.DEVNULL, timeout=300)
-        collected, _ = read_report(report)
-    return {record["phase"] for record in collected}
+def pytest_environment(threads: int | None) -> dict[str, str]:
+    """This environment without what could make Python or pytest load other code."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "PYTEST"))}
+    env.update(PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    return env
 
 
-def read_report(path: Path) -> tuple[list[dict], dict[str, dict]]:
-    """The "collected" records in order and the "result" records by node id."""
-    collected, results = [], {}
-    if not path.exists():
-        return collected, results
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a killed process
-        if record.get("kind") == "collected":
-            collected.append(record)
-        elif record.get("kind") == "result":
-            results[record["nodeid"]] = record
-    return collected, results
+class ReportReader:
+    """Reads the report pipe in a thread: the collected checks, then one result per check.
+
+    Only the first "collected" record per node id and the first result of a
+    collected check count. On the "collection done" record it calls
+    ``on_collected`` (the checks, none run yet) and then lets pytest go on.
+    """
+
+    def __init__(self, report_fd: int, ack_fd: int, on_collected: Callable[[list[dict]], None] | None) -> None:
+        self.collected: dict[str, dict] = {}
+        self.results: dict[str, dict] = {}
+        self.isolation = ""
+        self._on_collected = on_collected
+        self._ack_fd = ack_fd
+        self._thread = threading.Thread(target=self._read, args=(report_fd,), daemon=True)
+        self._thread.start()
+
+    def _read(self, report_fd: int) -> None:
+        received = 0
+        with os.fdopen(report_fd, "rb") as pipe:
+            for line in pipe:
+                received += len(line)
+                if received > MAX_REPORT_BYTES:
+                    break
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    self._record(json.loads(line))
+        self._release()
+
+    def _record(self, record: dict) -> None:
+        kind, nodeid = record.get("kind"), record.get("nodeid")
+        if kind == "collected":
+            self.collected.setdefault(nodeid, record)
+        elif kind == "result" and nodeid in self.collected:
+            self.results.setdefault(nodeid, record)
+        elif kind == "sandbox" and not record.get("confined"):
+            self.isolation = str(record.get("note") or "the worker is not confined")
+        elif kind == "collection-done":
+            if self._on_collected is not None:
+                self._on_collected(list(self.collected.values()))
+            self._release()
+
+    def _release(self) -> None:
+        if self._ack_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._ack_fd, b"go")
+                os.close(self._ack_fd)
+            self._ack_fd = -1
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
 
-def run_phase(
-    phase: int,
+def check_results(collected: list[dict], results: dict[str, dict] | None = None,
+                  unfinished: str = "") -> list[CheckResult]:
+    """CheckResults from trusted collection records, with the results that came back."""
+    checks = []
+    for record in collected:
+        check = CheckResult(**{key: record[key] for key in (
+            "nodeid", "name", "number", "section", "function", "phase", "points", "visibility")})
+        outcome = (results or {}).get(check.nodeid)
+        if outcome is not None:
+            check.outcome, check.output = str(outcome.get("outcome")), str(outcome.get("output", ""))
+        else:
+            check.output = unfinished
+        checks.append(check)
+    return checks
+
+
+def by_phase(phases: tuple[int, ...], checks: list[CheckResult]) -> list[PhaseResult]:
+    results = {phase: PhaseResult(phase) for phase in phases}
+    for check in checks:
+        if check.phase in results:
+            results[check.phase].checks.append(check)
+    for result in results.values():
+        result.checks.sort(key=lambda check: tuple(int(part) for part in check.number.split(".")))
+    return list(results.values())
+
+
+_running_lock = threading.Lock()
+_LIVE: set[int] = set()  # pytest processes this process runs now (threads may run several)
+
+
+def run_checks(
+    phases: tuple[int, ...] = PHASES,
     *,
     impl: str = "learner",
     submission: Path | None = None,
     check_timeout: float = 30.0,
-    phase_timeout: float = 600.0,
+    time_budget: float = DEFAULT_TIME_BUDGET,
     extra_paths: tuple[Path, ...] = (),
     threads: int | None = None,
-) -> PhaseResult:
-    """Grade one phase in a fresh pytest process; never raises for learner problems.
+    keyword: str | None = None,
+    on_collected: Callable[[list[PhaseResult]], None] | None = None,
+) -> list[PhaseResult]:
+    """Grade ``phases`` in one pytest process; never raises for learner problems.
 
-    ``threads`` caps torch's CPU threads in that process (None: torch's default), for
-    callers that run several phases at once on a small machine.
+    ``on_collected`` gets the phases with every check "not run" before any
+    learner code runs (grade.py writes its partial results.json then).
+    ``threads`` caps torch's CPU threads (None: torch's default), for callers
+    that grade several submissions at once on a small machine; ``keyword``
+    selects checks by name, as pytest's -k does.
     """
-    import time
-
-    result = PhaseResult(phase)
-    with tempfile.TemporaryDirectory(prefix=f"grade-phase{phase}-") as scratch:
-        report = Path(scratch) / "report.jsonl"
-        command = pytest_command(
-            f"phase{phase}", report, impl=impl, submission=submission,
-            check_timeout=check_timeout, extra_paths=extra_paths,
-        )
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # leave submissions untouched
-        if threads is not None:
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-        start = time.monotonic()
+    phases = tuple(phases)
+    report_read, report_write = os.pipe()
+    ack_read, ack_write = os.pipe()
+    reader = ReportReader(
+        report_read, ack_write,
+        None if on_collected is None else
+        lambda records: on_collected(by_phase(phases, check_results(records, unfinished="not run yet"))),
+    )
+    command = pytest_command(phases, impl=impl, submission=submission, check_timeout=check_timeout,
+                             report_fd=report_write, ack_fd=ack_read, extra_paths=extra_paths, threads=threads,
+                             keyword=keyword)
+    _set_subreaper()  # whatever the run leaves behind is adopted here and swept below
+    start = time.monotonic()
+    with tempfile.TemporaryFile() as output:
+        with _running_lock:
+            before = set(_children_of(os.getpid()))
+            process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=pytest_environment(threads), stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT, pass_fds=(report_write, ack_read),
+                start_new_session=True,
+            )
+            _LIVE.add(process.pid)
+        os.close(report_write)
+        os.close(ack_read)
         try:
-            process = subprocess.run(
-                command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                timeout=phase_timeout, stdin=subprocess.DEVNULL,
-            )
-            returncode, stderr = process.returncode, process.stdout[-1500:] + process.stderr[-1500:]
+            returncode = process.wait(timeout=time_budget)
         except subprocess.TimeoutExpired:
-            returncode, stderr = None, ""
-        result.seconds = time.monotonic() - start
-        collected, results = read_report(report)
+            returncode = None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever it started in its group goes too
+        process.wait()
+        with _running_lock:
+            _LIVE.discard(process.pid)
+            sweep_orphans(before | _LIVE)
+        reader.join(timeout=10)
+        output.seek(0, os.SEEK_END)
+        output.seek(max(0, output.tell() - 3000))
+        tail = output.read().decode("utf-8", errors="replace")
+    seconds = time.monotonic() - start
 
-    for record in collected:
-        check = CheckResult(**{key: record[key] for key in (
-            "nodeid", "name", "number", "section", "function", "phase", "points", "visibility")})
-        outcome = results.get(check.nodeid)
-        if outcome is not None:
-            check.outcome, check.output = outcome["outcome"], outcome["output"]
-        elif returncode is None:
-            check.output = (
-                f"did not finish: the checks of phase {phase} were stopped after {phase_timeout:.0f} s "
-                "(something hangs); the checks that had finished are counted."
-            )
-        else:
-            check.output = (
-                f"did not run: the checks of phase {phase} stopped early (exit code {returncode}); "
-                "does your code exit or crash the interpreter?"
-            )
-        result.checks.append(check)
-
-    result.checks.sort(key=lambda check: tuple(int(part) for part in check.number.split(".")))
     if returncode is None:
-        result.problem = f"stopped after {phase_timeout:.0f} s"
-    elif not collected and returncode not in (0, 5):
-        # 5 means "no checks collected": the phase has none yet.
-        result.problem = f"the checks could not run (pytest exit code {returncode}):\n{stderr.strip()}"
-    return result
+        unfinished = (f"did not finish: grading was stopped after {time_budget:.0f} s (the time budget); "
+                      "something hangs or is far too slow. The checks that had finished are counted.")
+    else:
+        unfinished = (f"did not run: the grader stopped early (exit code {returncode}); "
+                      "does your code exit or crash the interpreter?")
+    results = by_phase(phases, check_results(list(reader.collected.values()), reader.results, unfinished))
+    for result in results:
+        result.seconds, result.isolation = seconds, reader.isolation
+        if returncode is None and any(check.outcome == "not run" for check in result.checks):
+            result.problem = f"stopped after {time_budget:.0f} s"
+    if not reader.collected and returncode not in (0, 5):  # 5: nothing collected, no checks yet
+        problem = f"the checks could not run (pytest exit code {returncode}):\n{tail.strip()}"
+        for result in results:
+            result.problem = problem
+    return results
+
+
+def run_phase(phase: int, **options) -> PhaseResult:
+    """Grade one phase (see :func:`run_checks` for the options)."""
+    return run_checks((phase,), **options)[0]
+

@@ -207,7 +207,7 @@ def test_training_step_gradients(impl, ref, schedule, batch):
         fail("training_step must return the loss attached to the model's graph (a tensor with "
              "requires_grad=True): do not call .item(), .detach() or torch.no_grad() inside it. "
              "See IMPLEMENTATION_GUIDE.md §3.3.")
-    loss.backward()
+    impl.backward(loss)  # through your code, in the worker
     ref.train.training_step(theirs, x0, schedule, t=t, noise=noise).backward()
     got = torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros_like(p).flatten() for p in mine.parameters()])
     expected = torch.cat([p.grad.flatten() for p in theirs.parameters()])
