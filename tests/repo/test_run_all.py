@@ -116,10 +116,12 @@ def grade_results(statuses: list[str]) -> dict:
     return {"score": sum(test["score"] for test in tests), "tests": tests}
 
 
-def test_the_grading_row_wants_full_marks(tmp_path):
+def test_the_grading_row_wants_full_marks_within_twenty_seconds(tmp_path):
     log = tmp_path / "grade.log"
+    row = grading_row(Finished(0, 19.5, log), grade_results(["passed"] * 3))
+    assert row.measured == "19.5 s; 6/6 points, 3/3 checks passed" and row.verdict == "met", row
     row = grading_row(Finished(0, 95.2, log), grade_results(["passed"] * 3))
-    assert row.measured == "1 min 35 s; 6/6 points, 3/3 checks passed" and row.verdict == "met"
+    assert row.measured == "1 min 35 s; 6/6 points, 3/3 checks passed" and row.verdict == "**NOT met** (too slow)"
     row = grading_row(Finished(1, 95.2, log), grade_results(["passed", "failed", "passed"]))
     assert "4/6 points, 2/3 checks passed" in row.measured and row.verdict == "**NOT met** (exit 1)"
     # A phase whose checks could not run adds a failed entry worth 0 points: the score alone looks full.

@@ -307,6 +307,9 @@ def section_grading(args: argparse.Namespace) -> SectionResult:
     return SectionResult([row], details, failed=not results_path.is_file())
 
 
+GRADING_TARGET_SECONDS = 20  # wall time on two cores, the student code confined (README, "For instructors")
+
+
 def grading_row(finished: Finished, results: dict | None) -> Row:
     """The grading row: wall time, points and checks; full marks is the target (the reference must pass)."""
     name = "grading suite on the reference (`grade.py --impl solutions`)"
@@ -316,12 +319,13 @@ def grading_row(finished: Finished, results: dict | None) -> Row:
     points = sum(test["max_score"] for test in tests)
     passed = sum(test["status"] == "passed" for test in tests)
     full = finished.returncode == 0 and passed == len(tests) and results["score"] == points
+    fast = finished.seconds <= GRADING_TARGET_SECONDS
     return Row(
         name,
         f"{minutes_and_seconds(finished.seconds)}; {results['score']:g}/{points:g} points, "
         f"{passed}/{len(tests)} checks passed",
-        target="full marks",
-        verdict=verdict(full, f"exit {finished.returncode}"),
+        target=f"full marks in ≤ {GRADING_TARGET_SECONDS} s",
+        verdict=verdict(full and fast, f"exit {finished.returncode}" if not full else "too slow"),
     )
 
 
