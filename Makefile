@@ -7,6 +7,8 @@
 #   make grade [PHASE=1]   grade your own files (points per phase, one reason per failing check)
 #   make stubs             maintainers: regenerate the learner files from solutions/
 #   make mutants           maintainers: show which check catches each deliberate mistake
+#   make autograder        instructors: Gradescope's autograder zip (dist/autograder.zip; README, "For
+#                          instructors"); EXTRA_CHECKS=path adds your own hidden checks
 #   make eval              measure the demo models' samples, with a guidance sweep (evaluate.py; after
 #                          make demo)
 #   make bench             every benchmark, one markdown table (about 25 min; runs/bench/report.md):
@@ -20,7 +22,7 @@ PY := $(VENV)/bin/python
 # requirements.txt changes, make sees it is newer and installs again.
 STAMP := $(VENV)/.installed-requirements.txt
 
-.PHONY: setup demo test grade stubs mutants bench eval clean
+.PHONY: setup demo test grade stubs mutants autograder bench eval clean
 
 setup: $(STAMP)
 
@@ -67,6 +69,9 @@ stubs: setup
 mutants: setup
 	$(PY) -m grading.mutants
 
+autograder: setup
+	$(PY) -m tools.release autograder $(if $(EXTRA_CHECKS),--extra-checks $(EXTRA_CHECKS))
+
 # Sample quality of the demo's models: Fréchet distance against its floor, precision and recall;
 # for the class-conditional one also classifier accuracy, swept over the guidance scale w (a table
 # and a plot in runs/demo-cfg/eval/). Trains the classifier into data/classifiers/ on first use.
@@ -78,5 +83,5 @@ bench: setup
 	$(PY) -m tools.benchmarks.run_all --out runs/bench/report.md
 
 clean:
-	rm -rf runs results.json .pytest_cache
+	rm -rf runs dist results.json .pytest_cache
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

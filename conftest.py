@@ -1,3 +1,3 @@
-"""Loads the exercise plugin (options --impl, --submission, --grade-report; fixtures impl, ref)."""
+"""Loads the exercise plugin (options --impl, --submission, --check-timeout; fixtures impl, ref)."""
 
 pytest_plugins = ["grading.plugin"]

@@ -40,7 +40,7 @@ from provided.phases import GRADED_IMPLEMENTATIONS, resolve_impl  # noqa: E402
 
 # What grading trusts: a change to any of these during a batch aborts it.
 TRUSTED_PATHS = ("grade.py", "conftest.py", "pyproject.toml", "utils.py", "grading", "provided", "solutions",
-                 "tests/checks")
+                 "tests/checks", "tests/hidden")
 
 
 def positive_seconds(text: str) -> float:

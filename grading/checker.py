@@ -23,11 +23,10 @@ from typing import Any, Mapping
 import pytest
 import torch
 
-from .mistakes import MISTAKES
+from .mistakes import MISTAKES, NOT_ATTEMPTED
 from .sandbox import RemoteObject
 
 GUIDE = "IMPLEMENTATION_GUIDE.md"
-NOT_ATTEMPTED = "not attempted yet"
 
 #: Tolerances by dtype: float64 tight enough to catch float32 rounding, float32 as torch's.
 TOLERANCES = {

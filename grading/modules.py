@@ -18,40 +18,20 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from . import wire
 from .checker import GUIDE, fail
 from .mistakes import MISTAKES
 from .sandbox import RemoteObject, lent
 
-NORM_TYPES = (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d)
 
-
-@torch.no_grad()
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every parameter seeded random values, in place; return ``model``.
+    """Seeded random weights, in place (:func:`grading.wire.randomize_` says how); return ``model``.
 
-    Weights of rank ≥ 2 get N(0, 1/fan_in); norm weights 1 + N(0, 0.2²); biases and
-    other vectors N(0, 0.2²). Default initialisations are not enough for checking:
-    a zero-initialised head hides everything before it, and GroupNorm's default
-    weight 1 and bias 0 hide whether the affine part is applied.
-
-    A learner's model (a handle to the worker) is randomised there, by the
-    worker's copy of this rule.
+    A learner's model (a handle to the worker) is randomised there, by the same rule.
     """
     if isinstance(model, RemoteObject):
         return model._conversation.randomize(model, seed)
-    generator = torch.Generator().manual_seed(seed)
-    norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, NORM_TYPES) and m.weight is not None}
-    for parameter in model.parameters():
-        noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
-        if parameter.ndim >= 2:
-            fan_in = parameter[0].numel()
-            value = noise / fan_in**0.5
-        elif id(parameter) in norm_weights:
-            value = 1 + 0.2 * noise
-        else:
-            value = 0.2 * noise
-        parameter.copy_(value.to(parameter.dtype))
-    return model
+    return wire.randomize_(model, seed)
 
 
 # ---------------------------------------------------------------------------

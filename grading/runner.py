@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .checker import NOT_ATTEMPTED
-from .sandbox import _children_of, _set_subreaper, sweep_orphans
+from .mistakes import NOT_ATTEMPTED
+from .processes import children_of, set_subreaper, sweep_orphans
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKS_DIR = REPO_ROOT / "tests" / "checks"
+#: Checks students do not see: other seeds, shapes and step counts (left out of the student release).
+HIDDEN_CHECKS_DIR = REPO_ROOT / "tests" / "hidden"
 MAX_REPORT_BYTES = 32 * 2**20  # far more than the checks ever write
 DEFAULT_TIME_BUDGET = 480.0  # seconds: Gradescope's default limit is 10 minutes, setup included
 
@@ -113,8 +115,9 @@ def pytest_command(
     keyword: str | None = None,
 ) -> list[str]:
     """The pytest command line that runs the checks of ``phases`` and reports on ``report_fd``."""
+    hidden = [str(HIDDEN_CHECKS_DIR)] if HIDDEN_CHECKS_DIR.is_dir() else []
     command = [
-        sys.executable, "-m", "pytest", str(CHECKS_DIR), *map(str, extra_paths),
+        sys.executable, "-m", "pytest", str(CHECKS_DIR), *hidden, *map(str, extra_paths),
         "-m", " or ".join(f"phase{phase}" for phase in phases),
         f"--impl={impl}",
         f"--grade-report-fd={report_fd}", f"--grade-ack-fd={ack_fd}",
@@ -254,11 +257,11 @@ def run_checks(
     command = pytest_command(phases, impl=impl, submission=submission, check_timeout=check_timeout,
                              report_fd=report_write, ack_fd=ack_read, extra_paths=extra_paths, threads=threads,
                              keyword=keyword)
-    _set_subreaper()  # whatever the run leaves behind is adopted here and swept below
+    set_subreaper()  # whatever the run leaves behind is adopted here and swept below
     start = time.monotonic()
     with tempfile.TemporaryFile() as output:
         with _running_lock:
-            before = set(_children_of(os.getpid()))
+            before = set(children_of(os.getpid()))
             process = subprocess.Popen(
                 command, cwd=REPO_ROOT, env=pytest_environment(threads), stdin=subprocess.DEVNULL,
                 stdout=output, stderr=subprocess.STDOUT, pass_fds=(report_write, ack_read),

@@ -22,11 +22,9 @@ running (a double fork, ``setsid``) is adopted here and killed by
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
-import signal
 import site
 import socket
 import stat
@@ -43,12 +41,12 @@ import torch
 from torch import nn
 
 from . import confine, wire
+from .processes import children_of, kill_group, set_subreaper, sweep_orphans
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LEARNER_MODULES = ("noise_schedule", "diffusion", "unet", "train", "degradations")
 MAX_LEARNER_FILE = 2 * 2**20
 SANDBOX_USER = 65534  # nobody
-PR_SET_CHILD_SUBREAPER = 36
 
 
 class WorkerProblem(Exception):
@@ -114,33 +112,6 @@ def prepare_scratch(root: Path, files: dict[str, bytes], package: str) -> None:
     (root / "work").mkdir()
 
 
-def _set_subreaper() -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(entry))
-    return found
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
-
-
 # ---------------------------------------------------------------------------
 # The sandbox: one zygote per grading run
 # ---------------------------------------------------------------------------
@@ -164,8 +135,8 @@ class Sandbox:
         self.scratch = Path(tempfile.mkdtemp(prefix="grading-sandbox-"))
         os.chmod(self.scratch, 0o755)
         prepare_scratch(self.scratch, files, package)
-        _set_subreaper()
-        self.own_children = set(_children_of(os.getpid()))  # started before the sandbox: not the submission's
+        set_subreaper()
+        self.own_children = set(children_of(os.getpid()))  # started before the sandbox: not the submission's
         self._start_as_sandbox_user()
 
     def _start_as_sandbox_user(self) -> None:
@@ -275,7 +246,7 @@ class Sandbox:
             self.control.close()
             self.control = None
         if self.process is not None:
-            _kill_group(self.process.pid)
+            kill_group(self.process.pid)
             with contextlib.suppress(Exception):
                 self.process.wait(timeout=10)
             self.process = None
@@ -291,19 +262,6 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def sweep_orphans(keep: set[int] = frozenset(), rounds: int = 20) -> None:
-    """Kill and reap every process adopted by this one (a subreaper), except those in ``keep``."""
-    own = set(keep) | {child.pid for child in getattr(subprocess, "_active", []) or []}
-    for _ in range(rounds):
-        adopted = [pid for pid in _children_of(os.getpid()) if pid not in own]
-        if not adopted:
-            return
-        for pid in adopted:
-            _kill_group(pid)
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, 0)
 
 
 # ---------------------------------------------------------------------------
@@ -479,7 +437,7 @@ class Conversation:
     def _serve_call(self, function: Any, structure: Any, mask: Any, grad: Any) -> tuple:
         self.touched_generators: list[torch.Generator] = []
         args, kwargs = self.decode(structure, lent=True)
-        tensors = wire_flatten((args, kwargs))
+        tensors = wire.flatten_tensors((args, kwargs))
         inputs = []
         if grad:
             if type(mask) is not list or len(mask) != len(tensors):
@@ -492,7 +450,7 @@ class Conversation:
             result = function(*args, **kwargs)
         token = None
         if grad:
-            outputs = [t for t in wire_flatten(result) if t.is_floating_point()]
+            outputs = [t for t in wire.flatten_tensors(result) if t.is_floating_point()]
             token = len(self.tokens)
             self.tokens.append((inputs, outputs))
         return self.encode(result), token, self._generator_states()
@@ -616,24 +574,7 @@ class Conversation:
         self.closed = True
         with contextlib.suppress(OSError):
             self.endpoint.sock.close()
-        _kill_group(self.pid)
-
-
-def wire_flatten(value: Any) -> list[torch.Tensor]:
-    found: list[torch.Tensor] = []
-
-    def walk(item: Any) -> None:
-        if isinstance(item, torch.Tensor):
-            found.append(item)
-        elif isinstance(item, (tuple, list)):
-            for element in item:
-                walk(element)
-        elif isinstance(item, dict):
-            for element in item.values():
-                walk(element)
-
-    walk(value)
-    return found
+        kill_group(self.pid)
 
 
 def model_info(model: nn.Module) -> dict:

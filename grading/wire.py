@@ -2,12 +2,14 @@
 
 Both sides import this module; the worker gets a copy of it in its scratch
 folder. Nothing here trusts what it reads: a frame is at most
-:data:`MAX_FRAME` bytes, it is unpickled with ``torch.load(weights_only=True)``
-(which builds no object of an arbitrary class), and :func:`check_plain` then
-admits only plain data: ``None``, ``bool``, ``int``, ``float``, ``str``,
-exactly ``torch.Tensor`` (never a subclass), ``torch.dtype``,
-``torch.device``, ``torch.Size``, and tuples, lists and ``str``-keyed dicts of
-these, nested at most :data:`MAX_DEPTH` deep.
+:data:`MAX_FRAME` bytes and holds only plain data, in a small tagged format
+of its own (no pickle, so no object of any other class can be built):
+``None``, ``bool``, ``int``, ``float``, ``str``, ``torch.dtype``,
+``torch.device``, ``torch.Size``, tensors (element type, shape, memory order
+and raw bytes, read back as exactly ``torch.Tensor``, never a subclass), and
+tuples, lists and ``str``-keyed dicts of these, nested at most
+:data:`MAX_DEPTH` deep. A tensor is read back as a fresh leaf that does not
+require grad: what the sender's autograd did is its own.
 
 Objects that are not plain data cross the channel as *handles*: a dict with
 the single key :data:`HANDLE_KEY` holding ``(side, number, info)``. ``side``
@@ -24,7 +26,7 @@ both sides serve requests while they wait (:meth:`Endpoint.request`).
 
 from __future__ import annotations
 
-import io
+import math
 import select
 import socket
 import struct
@@ -32,6 +34,7 @@ import time
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 HANDLE_KEY = "\x00handle"
 SCHEDULE_KEY = "\x00schedule"
@@ -57,33 +60,13 @@ class ProtocolError(Exception):
 # Plain data
 # ---------------------------------------------------------------------------
 
-_SCALARS = (type(None), bool, int, float, str, torch.dtype, torch.device)
-
-
-def check_plain(value: Any, depth: int = 0) -> Any:
-    """``value`` if it is plain data (see the module docstring); else raise :class:`ProtocolError`.
-
-    Tensors must be exactly ``torch.Tensor``: a subclass could override
-    ``__torch_function__`` and change what a comparison computes.
-    """
-    if depth > MAX_DEPTH:
-        raise ProtocolError("data nested too deeply")
-    kind = type(value)
-    if kind in _SCALARS or kind is torch.Size:
-        return value
-    if kind is torch.Tensor:
-        return value
-    if kind in (tuple, list):
-        for item in value:
-            check_plain(item, depth + 1)
-        return value
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                raise ProtocolError(f"a dict key of type {type(key).__name__}")
-            check_plain(item, depth + 1)
-        return value
-    raise ProtocolError(f"an object of type {kind.__module__}.{kind.__qualname__}")
+# The tensor element types that cross the channel, by the name the frame carries.
+DTYPES = {str(dtype).removeprefix("torch."): dtype for dtype in (
+    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)}
+_COUNT = struct.Struct("!I")
+_INT = struct.Struct("!q")
+_FLOAT = struct.Struct("!d")
 
 
 def is_handle(value: Any) -> bool:
@@ -95,29 +78,167 @@ def handle(side: str, number: int, info: dict) -> dict:
 
 
 def dumps(message: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(message, buffer)
-    return buffer.getvalue()
+    """``message`` (plain data, see the module docstring) as bytes; :class:`ProtocolError` for anything else."""
+    parts: list[bytes] = []
+    _encode(message, parts, 0)
+    return b"".join(parts)
+
+
+def _text(tag: bytes, text: str, parts: list[bytes]) -> None:
+    data = text.encode("utf-8", errors="surrogatepass")
+    parts += [tag, _COUNT.pack(len(data)), data]
+
+
+def _encode(value: Any, parts: list[bytes], depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ProtocolError("data nested too deeply")
+    kind = type(value)
+    if value is None:
+        parts.append(b"N")
+    elif kind is bool:
+        parts.append(b"T" if value else b"F")
+    elif kind is int:
+        if -(2**63) <= value < 2**63:
+            parts += [b"I", _INT.pack(value)]
+        else:
+            _text(b"J", str(value), parts)
+    elif kind is float:
+        parts += [b"D", _FLOAT.pack(value)]
+    elif kind is str:
+        _text(b"S", value, parts)
+    elif kind is torch.dtype:
+        _text(b"Y", str(value).removeprefix("torch."), parts)
+    elif kind is torch.device:
+        _text(b"V", str(value), parts)
+    elif kind is torch.Size:
+        parts += [b"Z", _COUNT.pack(len(value)), *(_INT.pack(size) for size in value)]
+    elif kind is torch.Tensor:
+        _encode_tensor(value, parts)
+    elif kind in (tuple, list):
+        parts += [b"(" if kind is tuple else b"[", _COUNT.pack(len(value))]
+        for item in value:
+            _encode(item, parts, depth + 1)
+    elif kind is dict:
+        parts += [b"{", _COUNT.pack(len(value))]
+        for key, item in value.items():
+            if type(key) is not str:
+                raise ProtocolError(f"a dict key of type {type(key).__name__}")
+            _text(b"S", key, parts)
+            _encode(item, parts, depth + 1)
+    else:
+        raise ProtocolError(f"an object of type {kind.__module__}.{kind.__qualname__}")
+
+
+def _encode_tensor(tensor: torch.Tensor, parts: list[bytes]) -> None:
+    """A dense CPU tensor: element type, shape, the order of its dimensions in memory, raw bytes."""
+    name = str(tensor.dtype).removeprefix("torch.")
+    if name not in DTYPES or tensor.layout is not torch.strided:
+        raise ProtocolError(f"a tensor of type {name} and layout {tensor.layout}")
+    tensor = tensor.detach().cpu().resolve_conj().resolve_neg()
+    # Keep the memory layout (channels-last stays channels-last): dimensions from the largest stride down.
+    order = sorted(range(tensor.dim()), key=lambda dim: (-tensor.stride(dim), dim))
+    data = tensor.permute(order).contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    _text(b"X", name, parts)
+    parts += [_COUNT.pack(tensor.dim()), *(_INT.pack(size) for size in tensor.shape),
+              *(_COUNT.pack(dim) for dim in order), _COUNT.pack(len(data)), data]
+
+
+class _Reader:
+    """Reads a frame written by :func:`dumps`, refusing anything malformed."""
+
+    def __init__(self, frame: bytes) -> None:
+        self.frame, self.at = memoryview(frame), 0
+
+    def take(self, size: int) -> memoryview:
+        if size < 0 or self.at + size > len(self.frame):
+            raise ProtocolError("a frame cut short")
+        chunk = self.frame[self.at:self.at + size]
+        self.at += size
+        return chunk
+
+    def count(self) -> int:
+        return _COUNT.unpack(self.take(_COUNT.size))[0]
+
+    def integer(self) -> int:
+        return _INT.unpack(self.take(_INT.size))[0]
+
+    def text(self) -> str:
+        return str(self.take(self.count()), "utf-8", errors="surrogatepass")
+
+    def value(self, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise ProtocolError("data nested too deeply")
+        tag = bytes(self.take(1))
+        if tag in _CONSTANTS:
+            return _CONSTANTS[tag]
+        if tag == b"I":
+            return self.integer()
+        if tag == b"J":
+            return int(self.text())
+        if tag == b"D":
+            return _FLOAT.unpack(self.take(_FLOAT.size))[0]
+        if tag == b"S":
+            return self.text()
+        if tag == b"Y":
+            name = self.text()
+            if name not in DTYPES:
+                raise ProtocolError(f"an unknown dtype {name!r}")
+            return DTYPES[name]
+        if tag == b"V":
+            return torch.device(self.text())
+        if tag == b"Z":
+            return torch.Size([self.integer() for _ in range(self.count())])
+        if tag == b"X":
+            return self.tensor()
+        if tag in (b"(", b"["):
+            items = [self.value(depth + 1) for _ in range(self.count())]
+            return tuple(items) if tag == b"(" else items
+        if tag == b"{":
+            result = {}
+            for _ in range(self.count()):
+                if bytes(self.take(1)) != b"S":
+                    raise ProtocolError("a dict key that is not a string")
+                key = self.text()
+                result[key] = self.value(depth + 1)
+            return result
+        raise ProtocolError(f"an unknown tag {tag!r}")
+
+    def tensor(self) -> torch.Tensor:
+        name = self.text()
+        if name not in DTYPES:
+            raise ProtocolError(f"a tensor of unknown type {name!r}")
+        dtype, dims = DTYPES[name], self.count()
+        if dims > 64:
+            raise ProtocolError("a tensor with too many dimensions")
+        shape = [self.integer() for _ in range(dims)]
+        order = [self.count() for _ in range(dims)]
+        data = self.take(self.count())
+        if any(size < 0 for size in shape) or sorted(order) != list(range(dims)):
+            raise ProtocolError("a malformed tensor")
+        numel = math.prod(shape)
+        if numel * dtype.itemsize != len(data):
+            raise ProtocolError("a tensor whose data does not fit its shape")
+        stored = [shape[dim] for dim in order]
+        flat = torch.frombuffer(bytearray(data), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
+        inverse = sorted(range(dims), key=order.__getitem__)
+        return flat.reshape(stored).permute(inverse)
+
+
+_CONSTANTS = {b"N": None, b"T": True, b"F": False}
 
 
 def loads(frame: bytes) -> Any:
+    """The plain data in ``frame``: built here from the bytes, so it can hold nothing else."""
+    reader = _Reader(frame)
     try:
-        message = torch.load(io.BytesIO(frame), weights_only=True, map_location="cpu")
-    except Exception as error:  # noqa: BLE001 - whatever the frame holds, it is a protocol error
-        raise ProtocolError(f"unreadable frame ({type(error).__name__})") from None
-    check_plain(message)
-    return _plain_tensors(message)
-
-
-def _plain_tensors(value: Any) -> Any:
-    """Tensors as fresh leaves that do not require grad (what the sender's autograd did is its own)."""
-    if type(value) is torch.Tensor:
-        return value.detach()
-    if type(value) in (tuple, list):
-        return type(value)(_plain_tensors(item) for item in value)
-    if type(value) is dict:
-        return {key: _plain_tensors(item) for key, item in value.items()}
-    return value
+        message = reader.value()
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, RuntimeError, struct.error) as error:
+        raise ProtocolError(f"an unreadable frame ({type(error).__name__})") from None
+    if reader.at != len(reader.frame):
+        raise ProtocolError("trailing bytes after a message")
+    return message
 
 
 # ---------------------------------------------------------------------------
@@ -182,3 +303,53 @@ class Endpoint:
                     raise ProtocolError("a malformed reply")
                 return incoming[1], incoming[2]
             send_frame(self.sock, ("reply", *self.serve(incoming[1:])))
+
+
+# ---------------------------------------------------------------------------
+# Shared by both sides (the worker cannot import the rest of grading/)
+# ---------------------------------------------------------------------------
+
+
+def flatten_tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in ``value`` in a fixed order (tuples and lists in order, dicts by insertion)."""
+    found: list[torch.Tensor] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif isinstance(item, (tuple, list)):
+            for element in item:
+                walk(element)
+        elif isinstance(item, dict):
+            for element in item.values():
+                walk(element)
+
+    walk(value)
+    return found
+
+
+NORM_TYPES = (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d)
+
+
+@torch.no_grad()
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every parameter seeded random values, in place; return ``model``.
+
+    Weights of rank ≥ 2 get N(0, 1/fan_in); norm weights 1 + N(0, 0.2²); biases and
+    other vectors N(0, 0.2²). Default initialisations are not enough for checking:
+    a zero-initialised head hides everything before it, and GroupNorm's default
+    weight 1 and bias 0 hide whether the affine part is applied.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, NORM_TYPES) and m.weight is not None}
+    for parameter in model.parameters():
+        noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+        if parameter.ndim >= 2:
+            fan_in = parameter[0].numel()
+            value = noise / fan_in**0.5
+        elif id(parameter) in norm_weights:
+            value = 1 + 0.2 * noise
+        else:
+            value = 0.2 * noise
+        parameter.copy_(value.to(parameter.dtype))
+    return model

@@ -124,7 +124,7 @@ class Child:
             raise _Report(describe_error(error, "backward")) from None
 
     def op_randomize(self, handle: dict, seed: int) -> Any:
-        return randomize_(self.resolve(handle), seed)
+        return wire.randomize_(self.resolve(handle), seed)
 
     # --- handles ---
 
@@ -241,7 +241,7 @@ class Child:
 
     def apply_remote(self, request: tuple, args: tuple, kwargs: dict) -> Any:
         """``request`` run by the grader on (args, kwargs), with autograd carried across when needed."""
-        tensors = flatten_tensors((args, kwargs))
+        tensors = wire.flatten_tensors((args, kwargs))
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
         if not needs_grad:
             value, _ = self.settle(self.ask(*request, self.encode((args, kwargs), mark_grad=False), [], False))
@@ -374,29 +374,11 @@ def bridge(child: Child, request: tuple, args: tuple, kwargs: dict, tensors: lis
     """The grader's answer to ``request`` with its floating-point outputs attached to the graph."""
     mask = [t.requires_grad for t in tensors]
     value, token = child.settle(child.ask(*request, child.encode((args, kwargs), mark_grad=False), mask, True))
-    outputs = flatten_tensors(value)
+    outputs = wire.flatten_tensors(value)
     floating = [o for o in outputs if o.is_floating_point()]
     inputs = [t for t in tensors if t.requires_grad]
     carried = list(_Bridge.apply(child, token, len(inputs), *inputs, *floating))
     return _rebuild(value, [carried.pop(0) if o.is_floating_point() else o for o in outputs])
-
-
-def flatten_tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in ``value`` in a fixed order (tuples and lists in order, dicts by insertion)."""
-    found: list[torch.Tensor] = []
-
-    def walk(item: Any) -> None:
-        if isinstance(item, torch.Tensor):
-            found.append(item)
-        elif isinstance(item, (tuple, list)):
-            for element in item:
-                walk(element)
-        elif isinstance(item, dict):
-            for element in item.values():
-                walk(element)
-
-    walk(value)
-    return found
 
 
 def _rebuild(structure: Any, tensors: list) -> Any:
@@ -490,24 +472,6 @@ class GradedSchedule:
 def build_schedule(data: dict) -> GradedSchedule:
     """The grader's schedule, rebuilt from its tensors."""
     return GradedSchedule(data["attributes"], data["float64"])
-
-
-@torch.no_grad()
-def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Seeded random weights (the same rule as grading.modules.randomize_, which the grader uses)."""
-    norm_types = (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d)
-    generator = torch.Generator().manual_seed(seed)
-    norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, norm_types) and m.weight is not None}
-    for parameter in model.parameters():
-        noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
-        if parameter.ndim >= 2:
-            value = noise / parameter[0].numel() ** 0.5
-        elif id(parameter) in norm_weights:
-            value = 1 + 0.2 * noise
-        else:
-            value = 0.2 * noise
-        parameter.copy_(value.to(parameter.dtype))
-    return model
 
 
 # ---------------------------------------------------------------------------

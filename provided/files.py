@@ -5,6 +5,9 @@ goes through :func:`atomic_write`; :func:`unwritable` checks an output before th
 work that fills it, :func:`read_torch_file` reads what ``torch.save`` wrote (with
 ``weights_only=True``), and :func:`load_weights` loads a U-Net's weights, saying in one
 line what does not match.
+
+torch is imported inside the functions that use it, so that a command that only
+writes files (grade.py) starts without it: importing torch takes about 2 s.
 """
 
 from __future__ import annotations
@@ -18,11 +21,6 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
-
-from utils import to_unit_range
 
 #: What a train.py checkpoint says it is (its "format" field); a file without it is refused.
 CHECKPOINT_FORMAT = "diffusion-exercises/train.py checkpoint"
@@ -164,6 +162,8 @@ def read_torch_file(path: Path):
         UnreadableFile: the file is missing or unreadable, not a torch file, cut short, or
             holds Python objects that ``weights_only=True`` refuses (never loaded otherwise).
     """
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, not a torch file, a foreign pickle…
@@ -193,6 +193,8 @@ def unreadable_reason(path: Path, error: Exception) -> str:
 
 def weights_problem(weights: object) -> str | None:
     """None if ``weights`` is a state_dict (a dict of tensors by name), else what it is instead."""
+    import torch
+
     if isinstance(weights, dict) and all(isinstance(key, str) and isinstance(value, torch.Tensor)
                                          for key, value in weights.items()):
         return None
@@ -226,13 +228,18 @@ def load_weights(model: torch.nn.Module, weights: object, shown: int = 3) -> Non
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write a checkpoint dict with ``torch.save``, atomically."""
+    import torch
+
     atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
     """Save (N, C, H, W) images in [-1, 1] as one PNG grid of ``nrow`` per row (default: about √N),
     small images enlarged (nearest pixel)."""
+    import torch.nn.functional as F
     from torchvision.utils import make_grid, save_image
+
+    from utils import to_unit_range
 
     images = to_unit_range(images.detach().float().cpu())
     scale = max(1, 64 // images.shape[-1])

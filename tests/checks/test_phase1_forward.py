@@ -22,9 +22,12 @@ CASES = {
 
 @pytest.fixture(params=list(CASES), scope="module")
 def case(request, ref):
+    return build_case(CASES[request.param], ref, seed=1234)
+
+
+def build_case(spec: dict, ref, seed: int) -> tuple:
     """Seeded inputs: x0 in [-1, 1], noise, another noise-shaped tensor, t, and the schedule."""
-    spec = CASES[request.param]
-    generator = torch.Generator().manual_seed(1234)
+    generator = torch.Generator().manual_seed(seed)
     dtype = spec["dtype"]
     x0 = (torch.rand(spec["shape"], generator=generator, dtype=dtype) * 2 - 1)
     noise = torch.randn(spec["shape"], generator=generator, dtype=dtype)

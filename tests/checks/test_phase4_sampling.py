@@ -299,10 +299,10 @@ LOOP_CASES = {
 SHAPE = (3, 2, 4, 4)
 
 
-def loop_mistakes(ref, model, schedule, options: dict, seed: int) -> dict:
+def loop_mistakes(ref, model, schedule, options: dict, shape: tuple, seed: int) -> dict:
     """The reference loop run with one setting ignored: what a loop that drops it returns."""
     def run(**changes):
-        return ref.diffusion.sample_loop(model, schedule, SHAPE, generator=torch.Generator().manual_seed(seed),
+        return ref.diffusion.sample_loop(model, schedule, shape, generator=torch.Generator().manual_seed(seed),
                                          **{**options, **changes})
 
     other = {"sampler": "ddim", "eta": 0.0} if options["sampler"] == "ddpm" else {"sampler": "ddpm"}
@@ -318,15 +318,20 @@ def loop_mistakes(ref, model, schedule, options: dict, seed: int) -> dict:
 @pytest.mark.parametrize("case", list(LOOP_CASES))
 def test_sample_loop(impl, ref, loop_schedule, toy_model, case):
     """sample_loop walks the timesteps from x_T to x_0 with the chosen step, drawing from the generator"""
-    options = LOOP_CASES[case]
+    check_sample_loop(impl, ref, loop_schedule, toy_model, LOOP_CASES[case], SHAPE, seed=43)
+
+
+def check_sample_loop(impl, ref, schedule, model, options: dict, shape: tuple, seed: int) -> None:
+    """The learner's loop (with the reference's steps) against the reference's, on ``shape`` from ``seed``."""
     with reference_parts(impl.diffusion.module, ref.diffusion, LOOP_HELPERS):
-        got = impl.diffusion.sample_loop(toy_model, loop_schedule, SHAPE,
-                                         generator=torch.Generator().manual_seed(43), **options)
-    expected = ref.diffusion.sample_loop(toy_model, loop_schedule, SHAPE,
-                                         generator=torch.Generator().manual_seed(43), **options)
+        got = impl.diffusion.sample_loop(model, schedule, shape,
+                                         generator=torch.Generator().manual_seed(seed), **options)
+    expected = ref.diffusion.sample_loop(model, schedule, shape,
+                                         generator=torch.Generator().manual_seed(seed), **options)
     check_close(got, expected, function="sample_loop", section="4.7",
-                inputs={"shape": SHAPE, "T": T_LOOP, **options, "generator": "torch.Generator().manual_seed(43)"},
-                mistakes=loop_mistakes(ref, toy_model, loop_schedule, options, seed=43))
+                inputs={"shape": shape, "T": schedule.num_timesteps, **options,
+                        "generator": f"torch.Generator().manual_seed({seed})"},
+                mistakes=loop_mistakes(ref, model, schedule, options, shape, seed))
 
 
 @pytest.mark.points(2)

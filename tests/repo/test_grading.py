@@ -4,6 +4,7 @@ readable reasons on wrong code, a report even when a submission breaks, valid Gr
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import textwrap
@@ -96,40 +97,31 @@ def test_syntax_error_in_a_learner_file_is_reported_per_check(tmp_path):
     assert schedules and all(c.passed for c in schedules)
 
 
-def test_a_crash_in_learner_code_points_at_the_learner_line(tmp_path):
-    complete_submission(tmp_path)
-    path = tmp_path / "noise_schedule.py"
+def with_quadratic_betas_ending(folder: Path, ending: str) -> Path:
+    """Complete learner files in ``folder`` whose quadratic_betas ends with ``ending`` instead of its return."""
+    complete_submission(folder)
+    path = folder / "noise_schedule.py"
     text = path.read_text()
-    path.write_text(text.replace("    return sqrt_betas**2\n", "    return sqrt_betas ** undefined_name\n"))
+    assert text.count("    return sqrt_betas**2\n") == 1
+    path.write_text(text.replace("    return sqrt_betas**2\n", ending))
+    return folder
+
+
+def test_a_crash_in_learner_code_points_at_the_learner_line(tmp_path):
+    with_quadratic_betas_ending(tmp_path, "    return sqrt_betas ** undefined_name\n")
     result = run_phase(1, submission=tmp_path)
     check = next(c for c in result.checks if c.function == "quadratic_betas")
     assert "raised NameError" in check.output
     assert "noise_schedule.py line" in check.output and "undefined_name" in check.output
 
 
-def test_a_hanging_check_times_out_and_the_rest_are_graded(tmp_path):
-    complete_submission(tmp_path)
-    path = tmp_path / "noise_schedule.py"
-    text = path.read_text()
-    hang = "    while True:\n        pass\n    return sqrt_betas**2\n"
-    path.write_text(text.replace("    return sqrt_betas**2\n", hang))
-    result = run_phase(1, submission=tmp_path, check_timeout=1)
-    hung = [c for c in result.checks if c.function == "quadratic_betas"]
-    assert hung and all("timed out after 1" in c.output for c in hung)
-    assert all(c.passed for c in result.checks if c.function != "quadratic_betas")
-
-
-def test_blocking_sigalrm_costs_one_checks_timeout_not_the_run(tmp_path):
+def test_a_hang_that_blocks_signals_costs_one_checks_timeout_not_the_run(tmp_path):
     """The per-check timeout kills the worker from outside: a signal handler in learner code cannot stop it."""
-    complete_submission(tmp_path)
-    path = tmp_path / "noise_schedule.py"
-    text = path.read_text()
-    stubborn = (
+    with_quadratic_betas_ending(tmp_path, (
         "    import signal\n"
         "    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGTERM, signal.SIGINT])\n"
         "    while True:\n        pass\n"
-    )
-    path.write_text(text.replace("    return sqrt_betas**2\n", stubborn))
+    ))
     result = run_phase(1, submission=tmp_path, check_timeout=2, time_budget=120)
     assert not result.problem
     hung = [c for c in result.checks if c.function == "quadratic_betas"]
@@ -138,10 +130,7 @@ def test_blocking_sigalrm_costs_one_checks_timeout_not_the_run(tmp_path):
 
 
 def test_the_time_budget_stops_the_run_and_keeps_what_finished(tmp_path):
-    complete_submission(tmp_path)
-    path = tmp_path / "noise_schedule.py"
-    text = path.read_text()
-    path.write_text(text.replace("    return sqrt_betas**2\n", "    while True:\n        pass\n"))
+    with_quadratic_betas_ending(tmp_path, "    while True:\n        pass\n")
     result = run_phase(1, submission=tmp_path, check_timeout=30, time_budget=10)
     assert "stopped after 10 s" in result.problem
     unfinished = [c for c in result.checks if c.outcome == "not run"]
@@ -222,3 +211,25 @@ def test_a_crash_in_a_learner_module_names_the_class_method_and_line(tmp_path):
     assert "at unet.py line" in downsample.output and "view(-1, 7)" in downsample.output
     upsample = next(c for c in result.checks if c.function == "Upsample")
     assert upsample.passed  # the other blocks are graded on their own
+
+
+def test_batch_mode_grades_each_submission_alone(tmp_path, stub_folder, capsys):
+    """--submissions: a complete folder, the stubs and one with a file missing; a report each and scores.csv."""
+    class_folder = tmp_path / "class"
+    for name in ("complete", "stubs", "partial"):
+        (class_folder / name).mkdir(parents=True)
+    complete_submission(class_folder / "complete")
+    make_stubs.write(class_folder / "stubs")
+    partial = complete_submission(class_folder / "partial")
+    (partial / "diffusion.py").unlink()
+    assert grade.main(["--submissions", str(class_folder), "--phase", "1"]) == 0
+    out = tmp_path / "class-grades"
+    rows = {row[0]: row for row in csv.reader((out / "scores.csv").read_text(encoding="utf-8").splitlines())}
+    assert rows["submission"] == ["submission", "phase1", "total", "max", "seconds"]
+    assert float(rows["complete"][1]) == float(rows["complete"][3]) > 0
+    assert float(rows["stubs"][1]) == 0
+    assert 0 < float(rows["partial"][1]) < float(rows["partial"][3])
+    for name in ("complete", "stubs", "partial"):
+        jsonschema.validate(json.loads((out / f"{name}.json").read_text(encoding="utf-8")), SCHEMA)
+    assert "diffusion.py is not in the submission" in (out / "partial.txt").read_text(encoding="utf-8")
+    assert "[3/3] stubs" in capsys.readouterr().out

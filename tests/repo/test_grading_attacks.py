@@ -25,7 +25,8 @@ import pytest
 
 from grading.report import SCHEMA_PATH
 from grading.runner import REPO_ROOT, run_checks
-from grading.sandbox import Sandbox, _children_of, _set_subreaper, sweep_orphans
+from grading.processes import children_of, set_subreaper, sweep_orphans
+from grading.sandbox import Sandbox
 from tools import make_stubs
 
 pytestmark = pytest.mark.slow
@@ -362,8 +363,8 @@ def test_a_killed_grader_leaves_a_valid_results_json(tmp_path):
                 pass
         """)
     out = tmp_path / "results.json"
-    _set_subreaper()  # the grader's pytest and worker are adopted here when it is killed
-    before = set(_children_of(os.getpid()))
+    set_subreaper()  # the grader's pytest and worker are adopted here when it is killed
+    before = set(children_of(os.getpid()))
     process = subprocess.Popen(grade_command("--submission", str(folder), "--json", str(out), "--phase", "1"),
                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
