@@ -163,8 +163,9 @@ def test_results_json_validates_and_is_written_for_broken_phases(tmp_path, stub_
     assert data["score"] == 0 and data["execution_time"] > 0
     phase1 = [t for t in data["tests"] if "phase1" in t["tags"]]
     assert phase1 and all(t["output"] == "Not attempted yet." for t in phase1)
-    hidden = [t for t in data["tests"] if t["visibility"] == "hidden"]
+    hidden = [t for t in data["tests"] if "crash" in t["tags"]]
     assert len(hidden) == 1 and "phase2" in hidden[0]["tags"] and hidden[0]["max_score"] == 5
+    assert hidden[0]["visibility"] == "hidden"
     assert "did not run" in hidden[0]["output"]
     printed = capsys.readouterr().out
     assert "0 / " in printed and "not attempted yet" in printed
