@@ -60,6 +60,7 @@ class Child:
         self.objects: list[Any] = []  # handle number → object
         self.numbers: dict[int, int] = {}  # id(object) → handle number
         self.mirrors: dict[int, nn.Module] = {}  # the grader's handle number → stand-in model
+        self.mirror_signatures: dict[int, tuple] = {}  # number → (what mirror_changed last saw, its tensors)
         self.generators: dict[int, torch.Generator] = {}  # the grader's handle number → generator here
 
     # --- requests from the grader ---
@@ -182,9 +183,11 @@ class Child:
         return wire.handle("W", self.remember(value), describe_object(value))
 
     def mirror_states(self) -> dict:
-        """The current weights and gradients of each lent model's stand-in, for the grader to copy back."""
+        """The weights and gradients of each lent model's stand-in that changed, for the grader to copy back."""
         states = {}
         for number, mirror in self.mirrors.items():
+            if not self.mirror_changed(number, mirror):
+                continue
             states[str(number)] = {
                 "state": {name: value.detach().clone() for name, value in mirror.state_dict().items()},
                 "grads": {name: p.grad.detach().clone() for name, p in mirror.named_parameters()
@@ -194,6 +197,20 @@ class Child:
         for number, generator in self.generators.items():
             states[str(number)] = {"state": generator.get_state()}
         return states
+
+    def mirror_changed(self, number: int, mirror: nn.Module) -> bool:
+        """Whether ``mirror``'s weights, gradients or mode changed since this was last asked.
+
+        Compares each tensor's identity, storage and in-place version counter; the tensors
+        of the last answer are kept alive, so a new tensor cannot reuse an old one's id or
+        storage address and pass for it.
+        """
+        tensors = [value for _, value in sorted(mirror.state_dict(keep_vars=True).items())]
+        tensors += [p.grad for _, p in sorted(mirror.named_parameters()) if p.grad is not None]
+        signature = (mirror.training, tuple((id(v), v.data_ptr(), v._version) for v in tensors))
+        previous = self.mirror_signatures.get(number)
+        self.mirror_signatures[number] = (signature, [v.detach() for v in tensors] + tensors)
+        return previous is None or previous[0] != signature
 
     # --- what comes from the grader ---
 
@@ -228,6 +245,7 @@ class Child:
         if kind == "model":
             if number not in self.mirrors:
                 self.mirrors[number] = Mirror(self, number, info)
+                self.mirror_changed(number, self.mirrors[number])  # the grader's model holds this state already
             return self.mirrors[number]
         raise wire.ProtocolError(f"cannot lend a {kind!r}")
 
