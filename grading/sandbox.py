@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import py_compile
 import shutil
 import site
 import socket
@@ -109,7 +110,19 @@ def prepare_scratch(root: Path, files: dict[str, bytes], package: str) -> None:
         (learner / "__init__.py").write_text("", encoding="utf-8")
     for module, source in files.items():
         (learner / f"{module}.py").write_bytes(source)
+        compile_once(learner / f"{module}.py")
     (root / "work").mkdir()
+
+
+def compile_once(path: Path) -> None:
+    """Byte-compile a learner file here, so that each check's child loads it instead of compiling it again.
+
+    Compiling runs none of the file's code. The .pyc records the source's hash
+    and Python checks it on import; a file that does not compile gets none, and
+    its import reports the error as before.
+    """
+    with contextlib.suppress(py_compile.PyCompileError, SyntaxError, ValueError, OSError):
+        py_compile.compile(str(path), doraise=True, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
 
 
 # ---------------------------------------------------------------------------
