@@ -91,6 +91,14 @@ def leftover_processes() -> list[str]:
     return found
 
 
+def test_the_harness_can_see_points_when_they_are_earned(tmp_path):
+    """The control: the same checks give a complete submission full marks, so a zero below means something."""
+    for name in ("noise_schedule.py", "diffusion.py"):
+        (tmp_path / name).write_text(complete_source(name), encoding="utf-8")
+    results, checks = grade_some(tmp_path)
+    assert all(check.passed for check in checks) and sum(result.score for result in results) > 0
+
+
 # ---------------------------------------------------------------------------
 # Importing or reading the reference
 # ---------------------------------------------------------------------------
