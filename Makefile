@@ -7,6 +7,8 @@
 #   make grade [PHASE=1]   grade your own files (points per phase, one reason per failing check)
 #   make stubs             maintainers: regenerate the learner files from solutions/
 #   make mutants           maintainers: show which check catches each deliberate mistake
+#   make student           instructors: the student release in dist/student/ (no solutions/; its checks
+#                          replay the reference's recorded answers; README, "For instructors")
 #   make autograder        instructors: Gradescope's autograder zip (dist/autograder.zip; README, "For
 #                          instructors"); EXTRA_CHECKS=path adds your own hidden checks
 #   make eval              measure the demo models' samples, with a guidance sweep (evaluate.py; after
@@ -22,7 +24,11 @@ PY := $(VENV)/bin/python
 # requirements.txt changes, make sees it is newer and installs again.
 STAMP := $(VENV)/.installed-requirements.txt
 
-.PHONY: setup demo test grade stubs mutants autograder bench eval clean
+.PHONY: setup demo test grade stubs mutants student autograder bench eval clean
+
+# The code the demo and the evaluation run: the reference, or in a student release (which has no
+# solutions/) your own files, phase by phase as far as they are finished.
+REFERENCE := $(if $(wildcard solutions/__init__.py),solutions,auto)
 
 setup: $(STAMP)
 
@@ -34,13 +40,13 @@ $(STAMP): requirements.txt
 
 # The training half of the demo: the reference U-Net on the embedded digits, sized to
 # finish in about 5 minutes of training on two CPU cores (--time-limit stops it, saved, if slower).
-DEMO_TRAIN := --impl solutions --dataset digits --out runs/demo --overwrite \
+DEMO_TRAIN := --impl $(REFERENCE) --dataset digits --out runs/demo --overwrite \
 	--steps 1200 --batch-size 64 --lr 2e-3 --warmup-steps 100 --schedule cosine --prediction v \
 	--ema-decay 0.999 --channels-last --sample-every 500 --time-limit 5
 
 # Phase 5 in the demo: the same U-Net, class-conditional, for about 2 minutes (600 steps). Class-
 # conditional samples at w = 3 pass 90% classifier accuracy after about one minute (make bench).
-DEMO_CFG_TRAIN := --impl solutions --dataset digits --class-conditional --out runs/demo-cfg --overwrite \
+DEMO_CFG_TRAIN := --impl $(REFERENCE) --dataset digits --class-conditional --out runs/demo-cfg --overwrite \
 	--steps 600 --batch-size 64 --lr 2e-3 --warmup-steps 100 --schedule cosine --prediction v \
 	--ema-decay 0.999 --channels-last --sample-every 0 --time-limit 3
 
@@ -48,17 +54,23 @@ DEMO_CFG_TRAIN := --impl solutions --dataset digits --class-conditional --out ru
 # with DDPM over all 1000 steps (20× more network calls: about half a minute on two cores), then
 # one row per class of the class-conditional model at guidance scales w = 0, 1, 3 and 5.
 demo: setup
-	$(PY) -m tools.forward_demo --impl solutions --out runs/demo
+	$(PY) -m tools.forward_demo --impl $(REFERENCE) --out runs/demo
 	$(PY) train.py $(DEMO_TRAIN)
-	$(PY) sample.py --impl solutions --checkpoint runs/demo/last.pt --num-samples 64 --gif runs/demo/trajectory.gif
-	$(PY) sample.py --impl solutions --checkpoint runs/demo/last.pt --num-samples 16 --sampler ddpm
+	$(PY) sample.py --impl $(REFERENCE) --checkpoint runs/demo/last.pt --num-samples 64 --gif runs/demo/trajectory.gif
+	$(PY) sample.py --impl $(REFERENCE) --checkpoint runs/demo/last.pt --num-samples 16 --sampler ddpm
 	$(PY) train.py $(DEMO_CFG_TRAIN)
-	$(PY) sample.py --impl solutions --checkpoint runs/demo-cfg/last.pt --guidance-grid 0,1,3,5 \
+	$(PY) sample.py --impl $(REFERENCE) --checkpoint runs/demo-cfg/last.pt --guidance-grid 0,1,3,5 \
 		--out runs/demo-cfg/guidance_grid.png
 
+# The repository: every test on the reference, and the notebooks. A student release: the checks on
+# your files (its tests are the checks).
 test: setup
+ifeq ($(REFERENCE),solutions)
 	$(PY) -m pytest --impl solutions
 	DIFFUSION_IMPL=solutions FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
+else
+	$(PY) -m pytest --impl learner
+endif
 
 grade: setup
 	$(PY) grade.py $(if $(PHASE),--phase $(PHASE))
@@ -69,6 +81,9 @@ stubs: setup
 mutants: setup
 	$(PY) -m grading.mutants
 
+student: setup
+	$(PY) -m tools.release student
+
 autograder: setup
 	$(PY) -m tools.release autograder $(if $(EXTRA_CHECKS),--extra-checks $(EXTRA_CHECKS))
 
@@ -76,8 +91,8 @@ autograder: setup
 # for the class-conditional one also classifier accuracy, swept over the guidance scale w (a table
 # and a plot in runs/demo-cfg/eval/). Trains the classifier into data/classifiers/ on first use.
 eval: setup
-	$(PY) evaluate.py --impl solutions --checkpoint runs/demo/last.pt --num-samples 500
-	$(PY) evaluate.py --impl solutions --checkpoint runs/demo-cfg/last.pt --num-samples 500 --sweep 0,1,3,5
+	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo/last.pt --num-samples 500
+	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo-cfg/last.pt --num-samples 500 --sweep 0,1,3,5
 
 bench: setup
 	$(PY) -m tools.benchmarks.run_all --out runs/bench/report.md

@@ -275,26 +275,32 @@ def judge(mutant: Mutant, result: PhaseResult) -> MutantVerdict:
     )
 
 
-def run_mutant(mutant: Mutant) -> MutantVerdict:
-    """Grade ``mutant`` as a submission and judge whether its mistake was named."""
+def run_mutant(mutant: Mutant, replay: Path | None = None, record: Path | None = None) -> MutantVerdict:
+    """Grade ``mutant`` as a submission and judge whether its mistake was named (with ``replay``:
+    from the reference's recorded answers, as in a student release; with ``record``: writing the
+    reference's answers to the mutant's calls there, for a student release)."""
     with TemporaryDirectory(prefix="mutant-") as folder:
         build_submission(mutant, Path(folder))
         # One torch thread per process: two mutants run at once, and oversubscribed cores slow torch
         # down far more than they should.
-        return judge(mutant, run_phase(mutant.phase, submission=Path(folder), check_timeout=60, threads=1))
+        return judge(mutant, run_phase(mutant.phase, submission=Path(folder), check_timeout=60, threads=1,
+                                       replay=replay, record=record))
 
 
-def run_all(mutants: tuple[Mutant, ...] = MUTANTS, workers: int = 2) -> list[MutantVerdict]:
+def run_all(mutants: tuple[Mutant, ...] = MUTANTS, workers: int = 2, replay: Path | None = None) \
+        -> list[MutantVerdict]:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(run_mutant, mutants))
+        return list(pool.map(lambda mutant: run_mutant(mutant, replay), mutants))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Show which checks catch each mutant.")
     parser.add_argument("--phase", type=int, default=None, help="only the mutants of this phase")
+    parser.add_argument("--replay-reference", type=Path, default=None, metavar="FILE",
+                        help="grade with the reference's recorded answers (as a student release does)")
     args = parser.parse_args(argv)
     mutants = tuple(m for m in MUTANTS if args.phase in (None, m.phase))
-    verdicts = run_all(mutants)
+    verdicts = run_all(mutants, replay=args.replay_reference)
     print("| mutant | mistake named | caught by (naming it) | failing checks |")
     print("| --- | --- | --- | --- |")
     for verdict in verdicts:

@@ -35,14 +35,16 @@ from typing import Iterator
 import pytest
 import torch
 
-from provided.phases import GRADED_IMPLEMENTATIONS, resolve_impl
+from provided.phases import GRADED_IMPLEMENTATIONS, has_reference, resolve_impl
 
+from . import recording, wire
 from .checker import fail, learner_error_message
 from .sandbox import REPO_ROOT, Conversation, LearnerError, Limits, RemoteObject, Sandbox, learner_files, \
     reference_files
 
 PHASES = (1, 2, 3, 4, 5)
 IMPL_KEY = pytest.StashKey[str]()  # the chosen implementation, kept on the config
+TAPE_KEY = pytest.StashKey[object]()  # the recorder or the replay, when the reference is one
 TIMEOUT_MESSAGE = re.compile(r"Timeout \(?>\s*(?P<seconds>[0-9.]+)\s*s")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
@@ -68,6 +70,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds one check may take; its worker is killed after that (default 60)")
     group.addoption("--worker-threads", type=int, default=0,
                     help="torch threads in the worker that runs learner code (default: torch's)")
+    group.addoption("--record-reference", type=Path, default=None, metavar="FILE",
+                    help="maintainers: run the reference and write its answers to FILE (tools/release.py student)")
+    group.addoption("--replay-reference", type=Path, default=None, metavar="FILE",
+                    help="answer the reference's calls from FILE even where solutions/ exists")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -166,11 +172,63 @@ def impl(sandbox: Sandbox) -> Iterator[Implementation]:
         conversation.close()
 
 
+REFERENCE_FILES = ("noise_schedule", "diffusion", "unet", "train", "degradations")
+
+
 @pytest.fixture(scope="session")
-def ref() -> SimpleNamespace:
-    """The reference modules from solutions/."""
-    names = ("noise_schedule", "diffusion", "unet", "train", "degradations")
-    return SimpleNamespace(**{n: importlib.import_module(f"solutions.{n}") for n in names})
+def ref(request: pytest.FixtureRequest) -> Iterator[SimpleNamespace]:
+    """The reference: the modules of solutions/, or their recorded answers (grading/recording.py).
+
+    With ``--record-reference FILE`` the real modules run and every call is written
+    down; in a copy without solutions/ (the student release), or with
+    ``--replay-reference FILE``, the recording answers.
+    """
+    config = request.config
+    record_to, replay_from = config.getoption("--record-reference"), config.getoption("--replay-reference")
+    if record_to is None and replay_from is None and has_reference():
+        yield SimpleNamespace(**{n: importlib.import_module(f"solutions.{n}") for n in REFERENCE_FILES})
+        return
+    if record_to is not None:
+        modules = {n: importlib.import_module(f"solutions.{n}") for n in REFERENCE_FILES}
+        tape: recording.Tape = recording.Recorder(recording.Recording(), modules)
+    else:
+        tape = recording.Replay(load_recording(replay_from or recording.RECORDING_PATH))
+    config.stash[TAPE_KEY] = tape
+    yield SimpleNamespace(**{n: tape.module(n) for n in REFERENCE_FILES})
+    if record_to is not None:
+        tape.recording.stamps = {"solutions": recording.solutions_stamp(), "checks": recording.checks_stamp()}
+        tape.recording.save(record_to)
+
+
+def load_recording(path: Path) -> recording.Recording:
+    """The recording at ``path``, if it was made for these checks; otherwise every check fails saying why."""
+    if not path.is_file():
+        fail(f"This copy has neither the reference (solutions/) nor its recorded answers ({path.name}); "
+             "get a complete student release (make student builds one) or the repository.")
+    try:
+        found = recording.Recording.load(path)
+    except (OSError, ValueError, wire.ProtocolError) as error:
+        fail(f"The reference's recorded answers in {path.name} cannot be read ({error}); get a fresh copy.")
+    if found.stamps.get("checks") != recording.checks_stamp():
+        fail(f"The reference's answers in {path.name} were recorded for other checks (stamp "
+             f"{found.stamps.get('checks')}, these checks {recording.checks_stamp()}): the files in tests/checks, "
+             "grading or provided were changed. Restore them, or rebuild the release (make student).")
+    if has_reference() and found.stamps.get("solutions") != recording.solutions_stamp():
+        fail(f"The reference's answers in {path.name} were recorded from another version of solutions/ "
+             f"(stamp {found.stamps.get('solutions')}, now {recording.solutions_stamp()}): record them again "
+             "(make student).")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def same_random_state(request: pytest.FixtureRequest) -> None:
+    """Each check starts from torch's global random state seeded alike (its worker child does too), so
+    that a check is the same in every run, and the same as when the reference's answers were recorded.
+    Also tells the replay which check runs, so that an unrecorded call names its function."""
+    meta = check_metadata(request.node)
+    if meta is not None:  # a check (the repository's own tests keep their own random state)
+        torch.manual_seed(wire.CHECK_SEED)
+        recording.CURRENT_CHECK.update(function=meta["function"], section=meta["section"])
 
 
 # ---------------------------------------------------------------------------

@@ -113,9 +113,16 @@ def pytest_command(
     extra_paths: tuple[Path, ...] = (),
     threads: int | None = None,
     keyword: str | None = None,
+    replay: Path | None = None,
+    record: Path | None = None,
 ) -> list[str]:
-    """The pytest command line that runs the checks of ``phases`` and reports on ``report_fd``."""
-    hidden = [str(HIDDEN_CHECKS_DIR)] if HIDDEN_CHECKS_DIR.is_dir() else []
+    """The pytest command line that runs the checks of ``phases`` and reports on ``report_fd``.
+
+    With ``replay``, the reference's answers come from that recording (grading/recording.py); with
+    ``record``, they are written to it. Either way only the visible checks run (a recording holds
+    only theirs).
+    """
+    hidden = [str(HIDDEN_CHECKS_DIR)] if HIDDEN_CHECKS_DIR.is_dir() and replay is record is None else []
     command = [
         sys.executable, "-m", "pytest", str(CHECKS_DIR), *hidden, *map(str, extra_paths),
         "-m", " or ".join(f"phase{phase}" for phase in phases),
@@ -130,6 +137,10 @@ def pytest_command(
         command.append(f"--worker-threads={threads}")
     if keyword:
         command += ["-k", keyword]
+    if replay is not None:
+        command.append(f"--replay-reference={replay}")
+    if record is not None:
+        command.append(f"--record-reference={record}")
     if submission is not None:
         command.append(f"--submission={submission}")  # one word: never a path pytest looks at
     return command
@@ -236,6 +247,8 @@ def run_checks(
     extra_paths: tuple[Path, ...] = (),
     threads: int | None = None,
     keyword: str | None = None,
+    replay: Path | None = None,
+    record: Path | None = None,
     on_collected: Callable[[list[PhaseResult]], None] | None = None,
 ) -> list[PhaseResult]:
     """Grade ``phases`` in one pytest process; never raises for learner problems.
@@ -244,7 +257,8 @@ def run_checks(
     learner code runs (grade.py writes its partial results.json then).
     ``threads`` caps torch's CPU threads (None: torch's default), for callers
     that grade several submissions at once on a small machine; ``keyword``
-    selects checks by name, as pytest's -k does.
+    selects checks by name, as pytest's -k does; ``replay`` answers the reference's calls from
+    a recording (grading/recording.py), as a student release does, and ``record`` writes one.
     """
     phases = tuple(phases)
     report_read, report_write = os.pipe()
@@ -256,7 +270,7 @@ def run_checks(
     )
     command = pytest_command(phases, impl=impl, submission=submission, check_timeout=check_timeout,
                              report_fd=report_write, ack_fd=ack_read, extra_paths=extra_paths, threads=threads,
-                             keyword=keyword)
+                             keyword=keyword, replay=replay, record=record)
     set_subreaper()  # whatever the run leaves behind is adopted here and swept below
     start = time.monotonic()
     with tempfile.TemporaryFile() as output:

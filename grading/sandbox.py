@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from . import confine, wire
+from .recording import RecordedCallable
 from .processes import children_of, kill_group, set_subreaper, sweep_orphans
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -503,10 +504,11 @@ class Conversation:
             return {str(key): self.encode(item) for key, item in value.items()}
         if isinstance(value, torch.Generator):
             return wire.handle("T", self._remember(value), {"kind": "generator", "state": value.get_state()})
+        if isinstance(value, RecordedCallable):  # the reference's, answered from a recording (or recorded)
+            kind = "class" if value._kind == "class" else "function"
+            return wire.handle("T", self._remember(value), {"kind": kind, "name": value.__name__})
         if hasattr(value, "TENSOR_NAMES") and hasattr(value, "_float64"):
-            attributes = {name: getattr(value, name) for name in value.TENSOR_NAMES}
-            attributes.update(name=value.name, dtype=value.dtype, device=value.device)
-            return {wire.SCHEDULE_KEY: {"attributes": attributes, "float64": dict(value._float64)}}
+            return {wire.SCHEDULE_KEY: wire.Schedule.data_of(value)}
         if isinstance(value, nn.Module):
             return wire.handle("T", self._remember(value), model_info(value))
         if isinstance(value, type):
@@ -551,6 +553,8 @@ class Conversation:
                     self.touched_generators.append(target)
                 return target
             raise wire.ProtocolError("a malformed handle")
+        if wire.SCHEDULE_KEY in value and len(value) == 1:  # the check's schedule, passed back by learner code
+            return wire.Schedule.from_data(value[wire.SCHEDULE_KEY])
         if wire.GRAD_KEY in value and len(value) == 1:
             item = value[wire.GRAD_KEY]
             if type(item) is not tuple or len(item) != 3 or type(item[0]) is not torch.Tensor \

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 
 HANDLE_KEY = "\x00handle"
+#: torch's global seed at the start of every check, in the grader and in the check's worker child.
+CHECK_SEED = 0
 SCHEDULE_KEY = "\x00schedule"
 GRAD_KEY = "\x00requires_grad"  # a result tensor attached to the learner's graph: (value, handle number)
 MAX_FRAME = 512 * 2**20  # a frame larger than this is refused (the worker tried to flood the grader)
@@ -308,6 +310,56 @@ class Endpoint:
 # ---------------------------------------------------------------------------
 # Shared by both sides (the worker cannot import the rest of grading/)
 # ---------------------------------------------------------------------------
+
+
+class Schedule:
+    """A noise schedule as the checks hand it to learner code, and as a recording keeps it.
+
+    The same attributes as a ``NoiseSchedule`` (its tensors, ``name``, ``dtype``,
+    ``device``), and a ``to`` that casts the float64 values it came with (never the
+    learner's §1.3–§1.4 functions, which a check of another phase must not depend on).
+    It crosses the channel as ``{SCHEDULE_KEY: data}`` (:meth:`data_of`, :meth:`from_data`).
+    """
+
+    def __init__(self, attributes: dict, float64: dict) -> None:
+        for key, value in attributes.items():
+            setattr(self, key, value)
+        self._float64 = dict(float64)
+        self.TENSOR_NAMES = tuple(key for key, value in attributes.items() if type(value) is torch.Tensor)
+
+    @staticmethod
+    def data_of(schedule: Any) -> dict:
+        """The plain data of a schedule (the reference's ``NoiseSchedule`` or one of these)."""
+        attributes = {name: getattr(schedule, name) for name in schedule.TENSOR_NAMES}
+        attributes.update(name=schedule.name, dtype=schedule.dtype, device=schedule.device)
+        return {"attributes": attributes, "float64": dict(schedule._float64)}
+
+    @classmethod
+    def from_data(cls, data: Any) -> "Schedule":
+        """A schedule from its data, checked: tensors and a few plain values, nothing else."""
+        attributes = data.get("attributes") if type(data) is dict else None
+        float64 = data.get("float64") if type(data) is dict else None
+        if type(attributes) is not dict or type(float64) is not dict \
+                or any(type(v) is not torch.Tensor for v in float64.values()) \
+                or any(type(v) not in (torch.Tensor, str, torch.dtype, torch.device, type(None))
+                       for v in attributes.values()) \
+                or not {"betas", "dtype", "device", "name"} <= set(attributes):
+            raise ProtocolError("a malformed schedule")
+        return cls(attributes, float64)
+
+    @property
+    def num_timesteps(self) -> int:
+        return len(self.betas)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Schedule":
+        device, dtype = torch.device(device or self.device), dtype or self.dtype
+        attributes = {key: value.to(device=device, dtype=dtype) for key, value in self._float64.items()}
+        attributes.update(name=self.name, dtype=dtype, device=device)
+        return Schedule(attributes, self._float64)
+
+    def __repr__(self) -> str:
+        return (f"NoiseSchedule({self.name or 'custom'}, T={self.num_timesteps}, dtype={self.dtype}, "
+                f"device={self.device})")
 
 
 def flatten_tensors(value: Any) -> list[torch.Tensor]:

@@ -54,6 +54,7 @@ STUB_PREFIX = "Phase "
 # ---------------------------------------------------------------------------
 
 
+
 class Child:
     def __init__(self, sock: socket.socket) -> None:
         self.endpoint = wire.Endpoint(sock, self.serve)
@@ -173,6 +174,8 @@ class Child:
             for number, generator in self.generators.items():
                 if generator is value:
                     return wire.handle("T", number, {"state": value.get_state()})
+        if kind is wire.Schedule:  # the grader's schedule goes back as the data it came as
+            return {wire.SCHEDULE_KEY: wire.Schedule.data_of(value)}
         if kind in (tuple, list) or (isinstance(value, tuple) and hasattr(value, "_fields")):
             return tuple(self.encode(item, depth + 1, mark_grad) for item in value) if isinstance(value, tuple) \
                 else [self.encode(item, depth + 1, mark_grad) for item in value]
@@ -226,7 +229,7 @@ class Child:
                 return self.resolve(value)
             return self.lent(number, info)
         if wire.SCHEDULE_KEY in value and len(value) == 1:
-            return build_schedule(value[wire.SCHEDULE_KEY])
+            return wire.Schedule.from_data(value[wire.SCHEDULE_KEY])
         return {key: self.decode(item) for key, item in value.items()}
 
     def lent(self, number: int, info: dict) -> Any:
@@ -462,36 +465,6 @@ def _text(value: Any, limit: int = MAX_TEXT) -> str:
 # ---------------------------------------------------------------------------
 
 
-class GradedSchedule:
-    """The grader's noise schedule as the learner's code sees it: the same attributes as a
-    ``NoiseSchedule``, and a ``to`` that casts the grader's float64 values (never the
-    learner's §1.3–§1.4 functions, which a check of another phase must not depend on)."""
-
-    def __init__(self, attributes: dict, float64: dict) -> None:
-        for key, value in attributes.items():
-            setattr(self, key, value)
-        self._float64 = dict(float64)
-
-    @property
-    def num_timesteps(self) -> int:
-        return len(self.betas)
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "GradedSchedule":
-        device, dtype = torch.device(device or self.device), dtype or self.dtype
-        attributes = {key: value.to(device=device, dtype=dtype) for key, value in self._float64.items()}
-        attributes.update(name=self.name, dtype=dtype, device=device)
-        return GradedSchedule(attributes, self._float64)
-
-    def __repr__(self) -> str:
-        return (f"NoiseSchedule({self.name or 'custom'}, T={self.num_timesteps}, dtype={self.dtype}, "
-                f"device={self.device})")
-
-
-def build_schedule(data: dict) -> GradedSchedule:
-    """The grader's schedule, rebuilt from its tensors."""
-    return GradedSchedule(data["attributes"], data["float64"])
-
-
 # ---------------------------------------------------------------------------
 # The zygote
 # ---------------------------------------------------------------------------
@@ -521,6 +494,10 @@ def zygote(control: socket.socket, note: str = "") -> None:
 
 
 def _serve_child(fd: int) -> None:
+    # Every check starts from the same random state: what learner code draws without a generator
+    # (a layer's initial weights) is the same in every run, and the same as when the reference's
+    # answers were recorded (grading/recording.py).
+    torch.manual_seed(wire.CHECK_SEED)
     sock = socket.socket(fileno=fd)
     child = Child(sock)
     while True:

@@ -1,0 +1,295 @@
+"""Hidden Phase 3 checks: targets, losses, training steps and the EMA with other schedules, T, shapes and seeds.
+
+Students never see these (the student release leaves tests/hidden/ out), so code
+fitted to the visible checks' inputs (a cosine schedule with T = 1000, γ = 5,
+4 images of 3×6×6) rather than written from the guide still loses points here.
+Each reuses the visible checks' helpers and the same wrong variants, so its
+messages and named mistakes are the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grading.checker import check_close, fail
+from grading.modules import randomize_, reference_parts
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "checks"))  # the visible checks, whatever ran first
+import test_phase3_training as training  # noqa: E402
+
+pytestmark = [pytest.mark.phase3, pytest.mark.visibility("hidden")]
+
+F64 = training.F64
+T_HIDDEN = 120
+
+
+@pytest.fixture(scope="module")
+def hidden_schedule(ref):
+    return ref.noise_schedule.NoiseSchedule.from_name("sigmoid", T_HIDDEN, dtype=F64)
+
+
+@pytest.fixture(scope="module")
+def hidden_batch():
+    """Seeded x0 in [-1, 1] with 3 channels on a non-square 8×4 image, noise, and timesteps at both ends."""
+    generator = torch.Generator().manual_seed(303)
+    x0 = torch.rand((3, 3, 8, 4), generator=generator, dtype=F64) * 2 - 1
+    noise = torch.randn((3, 3, 8, 4), generator=generator, dtype=F64)
+    t = torch.tensor([T_HIDDEN - 1, 0, 37])
+    return x0, noise, t
+
+
+# ---------------------------------------------------------------------------
+# §3.1 to_model_range and training_target
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.1", "to_model_range")
+def test_to_model_range_other_shape(impl, ref):
+    """to_model_range on other shapes and a float64 batch"""
+    images = torch.rand((2, 3, 4, 7), generator=torch.Generator().manual_seed(304), dtype=F64)
+    images[1, 2, 3, 5:] = torch.tensor([1.0, 0.0], dtype=F64)  # both ends
+    check_close(
+        impl.train.to_model_range(images), ref.train.to_model_range(images),
+        function="to_model_range", section="3.1", inputs={"images": images},
+        mistakes={"data_unit_range": images, "data_scaled_255": [images / 127.5 - 1, images / 255 * 2 - 1]},
+    )
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.1", "training_target")
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_training_target_other_schedule(impl, ref, hidden_schedule, hidden_batch, prediction):
+    """training_target with a sigmoid schedule of T = 120 and other images"""
+    x0, noise, t = hidden_batch
+    v = ref.diffusion.v_target(x0, t, noise, hidden_schedule)
+    mistakes = {"v_wrong_sign": -v} if prediction == "v" else {}
+    mistakes["eps_target_for_v" if prediction == "v" else "targets_swapped"] = noise if prediction != "eps" else x0
+    with reference_parts(impl.train.module, ref.diffusion, training.HELPERS):
+        got = impl.train.training_target(prediction, x0, noise, t, hidden_schedule)
+    check_close(
+        got, ref.train.training_target(prediction, x0, noise, t, hidden_schedule),
+        function="training_target", section="3.1",
+        inputs={"prediction": prediction, "x0": x0, "noise": noise, "t": t, "schedule": hidden_schedule},
+        mistakes=mistakes,
+    )
+
+
+# ---------------------------------------------------------------------------
+# §3.2 min_snr_weights and diffusion_loss
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.2", "min_snr_weights")
+def test_min_snr_weights_other_gamma(impl, ref, hidden_schedule):
+    """min_snr_weights for v-prediction with γ = 1.5 on a sigmoid schedule of T = 120"""
+    gamma, prediction = 1.5, "v"
+    t = torch.tensor([T_HIDDEN - 1, 0, 60, 5, 90, 30])
+    snr = hidden_schedule.snr[t]
+    clipped = snr.clamp(max=gamma)
+    formulas = {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}
+    unclipped = {"eps": torch.ones_like(snr), "x0": snr, "v": snr / (snr + 1)}
+    with reference_parts(impl.train.module, ref.diffusion, training.HELPERS):
+        got = impl.train.min_snr_weights(t, hidden_schedule, prediction, gamma)
+    check_close(
+        got, ref.train.min_snr_weights(t, hidden_schedule, prediction, gamma),
+        function="min_snr_weights", section="3.2",
+        inputs={"t": t, "schedule": hidden_schedule, "prediction": prediction, "gamma": gamma},
+        mistakes={"snr_not_clipped": unclipped[prediction],
+                  "min_snr_formula": [w for name, w in formulas.items() if name != prediction]},
+    )
+
+
+HIDDEN_LOSSES = {"l1 weighted": ("l1", True), "huber weighted": ("huber", True)}
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.2", "diffusion_loss")
+@pytest.mark.parametrize("case", list(HIDDEN_LOSSES))
+def test_diffusion_loss_other_shapes(impl, ref, case):
+    """diffusion_loss on 3 one-channel 5×7 images, with other weights"""
+    loss_type, weighted = HIDDEN_LOSSES[case]
+    generator = torch.Generator().manual_seed(305)
+    target = torch.randn((3, 1, 5, 7), generator=generator, dtype=F64)
+    output = target + 1.4 * torch.randn((3, 1, 5, 7), generator=generator, dtype=F64)  # errors both sides of δ = 1
+    weights = torch.tensor([1.5, 0.2, 3.0], dtype=F64) if weighted else None
+    per_pixel = {"l2": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[loss_type](output, target, reduction="none")
+    w = weights if weighted else torch.ones(3, dtype=F64)
+    mistakes = {"loss_wrong_reduction": [(per_pixel.sum(dim=(1, 2, 3)) * w).mean(), (per_pixel.mean(dim=(1, 2, 3)) * w).sum(),
+                                         (per_pixel * training.per_image(w)).sum()]}
+    if weighted:
+        mistakes["loss_weights_ignored"] = per_pixel.mean()
+    got = impl.train.diffusion_loss(output, target, loss_type, weights)
+    check_close(
+        got, ref.train.diffusion_loss(output, target, loss_type, weights),
+        function="diffusion_loss", section="3.2",
+        inputs={"output": output, "target": target, "loss_type": loss_type, "weights": weights},
+        mistakes=mistakes,
+    )
+
+
+# ---------------------------------------------------------------------------
+# §3.3 sample_training_inputs and training_step
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.3", "sample_training_inputs")
+def test_sample_training_inputs_other_length(impl, ref):
+    """sample_training_inputs with T = 37, a float64 batch of another shape and another seed"""
+    num_timesteps, seed, shape = 37, 306, (5, 2, 3, 3)
+    x0 = torch.zeros(shape, dtype=F64)
+    got_t, got_noise = impl.train.sample_training_inputs(x0, num_timesteps, torch.Generator().manual_seed(seed))
+    want_t, want_noise = ref.train.sample_training_inputs(x0, num_timesteps, torch.Generator().manual_seed(seed))
+
+    def drawn(first: str) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed)
+        if first == "noise":
+            noise = torch.randn(shape, generator=generator, dtype=F64)
+            return torch.randint(0, num_timesteps, (shape[0],), generator=generator), noise
+        return (torch.randint(1, num_timesteps + 1, (shape[0],), generator=generator),
+                torch.randn(shape, generator=generator, dtype=F64))
+
+    swapped_t, swapped_noise = drawn("noise")
+    from_one_t, _ = drawn("t from one")
+    inputs = {"x0": x0, "num_timesteps": num_timesteps, "generator": f"torch.Generator().manual_seed({seed})"}
+    check_close(got_t, want_t, function="sample_training_inputs", section="3.3", inputs=inputs, what="t",
+                mistakes={"t_from_one": from_one_t, "draw_order": swapped_t})
+    narrow = (shape[0], 1, *shape[2:])
+    check_close(got_noise, want_noise, function="sample_training_inputs", section="3.3", inputs=inputs,
+                what="the noise", mistakes={"noise_shape": torch.full(narrow, float("nan"), dtype=F64),
+                                            "draw_order": swapped_noise})
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.3", "training_step")
+def test_training_step_loss_other_settings(impl, ref, hidden_schedule, hidden_batch):
+    """training_step for x0-prediction, L1 and min-SNR γ 2, a sigmoid schedule of T = 120 and other images"""
+    prediction, loss_type, snr_gamma = "x0", "l1", 2.0
+    x0, noise, t = hidden_batch
+    model = training.tiny_unet(ref, seed=307)
+    kwargs = dict(prediction=prediction, loss_type=loss_type, t=t, noise=noise, snr_gamma=snr_gamma)
+    with reference_parts(impl.train.module, ref.diffusion, training.HELPERS), \
+            reference_parts(impl.train.module, ref.train, training.STEP_HELPERS), torch.no_grad():
+        got = impl.train.training_step(model, x0, hidden_schedule, **kwargs)
+    with torch.no_grad():
+        expected = ref.train.training_step(model, x0, hidden_schedule, **kwargs)
+        target = ref.train.training_target(prediction, x0, noise, t, hidden_schedule)
+        weights = ref.train.min_snr_weights(t, hidden_schedule, prediction, snr_gamma) if snr_gamma else None
+        on_x0 = ref.train.diffusion_loss(model(x0, t), target, loss_type, weights)
+    check_close(got, expected, function="training_step", section="3.3",
+                inputs={"x0": x0, "t": t, "noise": noise, **{k: kwargs[k] for k in ("prediction", "loss_type", "snr_gamma")}},
+                mistakes={"model_sees_x0": on_x0})
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.3", "training_step")
+def test_training_step_gradients_other_settings(impl, ref, hidden_schedule, hidden_batch):
+    """The loss of training_step (v, Huber, min-SNR γ 3) gives the reference's gradients"""
+    x0, noise, t = hidden_batch
+    kwargs = dict(prediction="v", loss_type="huber", snr_gamma=3.0, t=t, noise=noise)
+    mine, theirs = training.tiny_unet(ref, seed=308), training.tiny_unet(ref, seed=308)
+    with reference_parts(impl.train.module, ref.diffusion, training.HELPERS), \
+            reference_parts(impl.train.module, ref.train, training.STEP_HELPERS):
+        loss = impl.train.training_step(mine, x0, hidden_schedule, **kwargs)
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+        fail("training_step must return the loss attached to the model's graph (a tensor with "
+             "requires_grad=True): do not call .item(), .detach() or torch.no_grad() inside it. "
+             "See IMPLEMENTATION_GUIDE.md §3.3.")
+    impl.backward(loss)  # through your code, in the worker
+    ref.train.training_step(theirs, x0, hidden_schedule, **kwargs).backward()
+    got = torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros_like(p).flatten() for p in mine.parameters()])
+    expected = torch.cat([p.grad.flatten() for p in theirs.parameters()])
+    check_close(got, expected, function="training_step", section="3.3",
+                inputs={"x0": x0, "t": t, "noise": noise, "prediction": "v", "loss_type": "huber", "snr_gamma": 3.0},
+                what="the gradients (all parameters, flattened)", rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("3.3", "training_step")
+def test_training_step_draws_other_length(impl, ref, hidden_schedule):
+    """Without t and noise, training_step draws them for the schedule's own T (120), from another seed"""
+    x0 = torch.rand((6, 3, 4, 4), generator=torch.Generator().manual_seed(309), dtype=F64) * 2 - 1
+    model = training.tiny_unet(ref, seed=310)
+    with reference_parts(impl.train.module, ref.diffusion, training.HELPERS), \
+            reference_parts(impl.train.module, ref.train, training.STEP_HELPERS), torch.no_grad():
+        got = impl.train.training_step(model, x0, hidden_schedule, prediction="x0",
+                                       generator=torch.Generator().manual_seed(311))
+    with torch.no_grad():
+        expected = ref.train.training_step(model, x0, hidden_schedule, prediction="x0",
+                                           generator=torch.Generator().manual_seed(311))
+    check_close(got, expected, function="training_step", section="3.3",
+                inputs={"x0": x0, "schedule": hidden_schedule, "prediction": "x0",
+                        "generator": "torch.Generator().manual_seed(311)"})
+
+
+# ---------------------------------------------------------------------------
+# §3.4 ema_decay and ema_update
+# ---------------------------------------------------------------------------
+
+
+def check_ema_decay(impl, ref):
+    """ema_decay at other steps, capped at other max_decay values."""
+    steps = [0, 2, 3, 17, 89, 161, 990, 12_345]
+    for max_decay in (0.9999, 0.95):
+        got = torch.tensor([float(impl.train.ema_decay(step, max_decay)) for step in steps], dtype=F64)
+        expected = torch.tensor([ref.train.ema_decay(step, max_decay) for step in steps], dtype=F64)
+        check_close(
+            got, expected, function="ema_decay", section="3.4",
+            inputs={"step": torch.tensor(steps), "max_decay": max_decay}, what="the decays at these steps",
+            mistakes={"ema_no_warmup": torch.full((len(steps),), max_decay, dtype=F64),
+                      "ema_inverted": 1 - expected},
+        )
+
+
+class ConvNorm(nn.Module):
+    """Another small model with parameters and buffers (a convolution, a BatchNorm2d, a linear layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.norm = nn.BatchNorm2d(3)
+        self.linear = nn.Linear(3, 2)
+
+
+def check_ema_update(impl, ref):
+    """ema_update with decay 0.65 on another model."""
+    decay = 0.65
+    model = randomize_(ConvNorm().double(), seed=312)
+    model.norm.running_mean.fill_(-0.5)
+    model.norm.running_var.fill_(2.0)
+    start = randomize_(ConvNorm().double(), seed=313)
+    mine, theirs = copy.deepcopy(start), copy.deepcopy(start)
+    impl.train.ema_update(mine, model, decay)
+    ref.train.ema_update(theirs, model, decay)
+    flat = lambda m: torch.cat([v.flatten().to(F64) for v in m.state_dict().values()])  # noqa: E731
+    inverted = copy.deepcopy(start)
+    with torch.no_grad():
+        for averaged, current in zip(inverted.parameters(), model.parameters()):
+            averaged.copy_((1 - decay) * averaged + decay * current)
+        for averaged, current in zip(inverted.buffers(), model.buffers()):
+            averaged.copy_(current)
+    check_close(flat(mine), flat(theirs), function="ema_update", section="3.4",
+                inputs={"decay": decay}, what="the EMA model's state_dict (flattened)",
+                mistakes={"ema_inverted": flat(inverted)})
+    if any(p.requires_grad and p.grad is not None for p in mine.parameters()):
+        fail("ema_update left gradients on the EMA model: update under torch.no_grad(). See §3.4.")
+
+
+EMA_CHECKS = [pytest.param(check, marks=pytest.mark.exercise("3.4", name), id=name)
+              for name, check in (("ema_decay", check_ema_decay), ("ema_update", check_ema_update))]
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("check", EMA_CHECKS)
+def test_ema_other_inputs(impl, ref, check):
+    """The EMA with other steps, max_decay values, decay and model"""
+    check(impl, ref)

@@ -1,0 +1,353 @@
+"""Hidden Phase 5 checks: conditioning, guidance, degradations and inpainting with other inputs.
+
+Students never see these (the student release leaves tests/hidden/ out), so code
+fitted to the visible checks' inputs (K = 4 classes, guidance scales 0–7.5, 16×16
+RGB images, σ 0.8 / 1.5, factors 2 / 4, a cosine schedule) rather than written from
+the guide still loses points here. Each reuses the visible checks' helpers and the
+same wrong variants, so its messages and named mistakes are the same.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grading.checker import check_close, fail
+from grading.modules import randomize_, reference_parts
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "checks"))  # the visible checks, whatever ran first
+import test_phase5_enhancement as enhancement  # noqa: E402
+import test_phase5_guidance as guidance  # noqa: E402
+
+pytestmark = [pytest.mark.phase5, pytest.mark.visibility("hidden")]
+
+F64 = torch.float64
+K_HIDDEN = 7  # classes of the hidden checks' tables and toy models
+
+
+# ---------------------------------------------------------------------------
+# §5.1–§5.3 class conditioning and guidance
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("5.1", "add_class_embedding")
+def test_add_class_embedding_other_table(impl, ref):
+    """add_class_embedding with K = 7 classes, a 10-wide table and 6 images, with labels and with None"""
+    table = randomize_(nn.Embedding(K_HIDDEN + 1, 10).double(), seed=501)
+    time_emb = torch.randn((6, 10), generator=torch.Generator().manual_seed(502), dtype=F64)
+    rows = table.weight
+    for labels in (torch.tensor([6, K_HIDDEN, 0, 3, 3, 5]), None):
+        with torch.no_grad():
+            got = impl.unet.add_class_embedding(time_emb, table, labels, K_HIDDEN)
+            expected = ref.unet.add_class_embedding(time_emb, table, labels, K_HIDDEN)
+            mistakes = {"class_embedding_ignored": time_emb, "time_embedding_replaced": expected - time_emb}
+            if labels is None:
+                mistakes["null_class_collides"] = [time_emb + rows[0], time_emb + rows[K_HIDDEN - 1]]
+        check_close(got, expected, function="add_class_embedding", section="5.1",
+                    inputs={"time_emb": time_emb, "class_labels": labels, "num_classes": K_HIDDEN},
+                    mistakes=mistakes)
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("5.1", "add_class_embedding")
+def test_class_conditional_unet_other_config(impl, ref):
+    """A class-conditional U-Net of another configuration (K = 3, 2 channels) with your add_class_embedding"""
+    classes = 3
+    model = randomize_(ref.unet.UNet(in_channels=2, base_channels=8, channel_mults=(1, 2), attention_levels=(0,),
+                                     num_heads=4, groups=2, num_classes=classes).double(), seed=503).eval()
+    generator = torch.Generator().manual_seed(504)
+    x = torch.randn((4, 2, 4, 8), generator=generator, dtype=F64)
+    t = torch.tensor([999, 0, 123, 640])
+    labels = torch.tensor([classes, 1, 2, 0])
+    with torch.no_grad():
+        expected = model(x, t, labels), model(x, t)
+        with reference_parts(ref.unet, guidance.yours(impl, "unet", "add_class_embedding"), ("add_class_embedding",)):
+            got = model(x, t, labels), model(x, t)
+    for what, mine, theirs in zip((f"with labels {labels.tolist()}", "with class_labels=None"), got, expected):
+        check_close(mine, theirs, function="UNet.forward", section="5.1", what=f"the output {what}",
+                    inputs={"x": x, "t": t, "class_labels": labels, "num_classes": classes})
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("5.2", "drop_labels")
+def test_drop_labels_other_inputs(impl, ref):
+    """drop_labels with p_uncond 0.3, K = 5, 30 labels and another seed"""
+    p_uncond, classes, batch = 0.3, 5, 30
+    seed = 505 + batch
+    labels = (torch.arange(batch) * 2 + 1) % classes
+    got = impl.train.drop_labels(labels, p_uncond, classes, torch.Generator().manual_seed(seed))
+    expected = ref.train.drop_labels(labels, p_uncond, classes, torch.Generator().manual_seed(seed))
+    draws = torch.rand(batch, generator=torch.Generator().manual_seed(seed))
+    mistakes = {"label_dropout_never_applied": labels,
+                "null_class_collides": [torch.where(draws < p_uncond, torch.full_like(labels, null), labels)
+                                        for null in (0, classes - 1, -1)],
+                "label_dropout_inverted": torch.where(draws >= p_uncond, torch.full_like(labels, classes), labels)}
+    check_close(got, expected, function="drop_labels", section="5.2",
+                inputs={"class_labels": labels, "p_uncond": p_uncond, "num_classes": classes,
+                        "generator": f"torch.Generator().manual_seed({seed})"},
+                mistakes=mistakes)
+
+
+@pytest.fixture()
+def hidden_toy():
+    """The visible checks' toy conditional model with 3 channels and K = 7 classes, other weights."""
+    return randomize_(guidance.ToyConditional(channels=3, num_classes=K_HIDDEN).double(), seed=510).eval()
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("5.3", "guided_model_output")
+def test_guided_model_output_other_scale(impl, ref, hidden_toy):
+    """guided_model_output with w = 0.25, 3 channels, K = 7 and 6 images, in one batched pass"""
+    w = 0.25  # not 0.5: there, swapping the conditional and unconditional outputs changes nothing
+    generator = torch.Generator().manual_seed(511)
+    x_t = torch.randn((6, 3, 3, 5), generator=generator, dtype=F64)
+    t = torch.tensor([29, 0, 7, 7, 15, 1])
+    labels = torch.tensor([6, 0, 2, 5, 1, 6])
+    with torch.no_grad(), reference_parts(impl.diffusion.module, ref.diffusion, ("call_model",)):
+        got = impl.diffusion.guided_model_output(hidden_toy, x_t, t, labels, w, K_HIDDEN)
+    seen = [call.tolist() for call in hidden_toy.calls]
+    with torch.no_grad():
+        expected = ref.diffusion.guided_model_output(hidden_toy, x_t, t, labels, w, K_HIDDEN)
+        conditional, unconditional = hidden_toy(x_t, t, labels), hidden_toy(x_t, t, torch.full_like(labels, K_HIDDEN))
+    mistakes = {"cfg_paper_convention": unconditional + (1 + w) * (conditional - unconditional),
+                "cfg_swapped": conditional + w * (unconditional - conditional),
+                "label_dropout_at_sampling": guidance.sampling_time_dropout(got, conditional, unconditional, expected)}
+    inputs = {"x_t": x_t, "t": t, "class_labels": labels, "guidance_scale": w, "null_label": K_HIDDEN}
+    check_close(got, expected, function="guided_model_output", section="5.3", inputs=inputs, mistakes=mistakes)
+    wanted = torch.cat([labels, torch.full_like(labels, K_HIDDEN)]).tolist()
+    if seen != [wanted]:
+        fail(f"guided_model_output(x_t of batch 6, class_labels={labels.tolist()}, guidance_scale={w}, "
+             f"null_label={K_HIDDEN}) called the model {len(seen)} time(s) with the labels {seen}; expected one call "
+             f"on the doubled batch with the labels {wanted} (the images with their labels, then the same "
+             "images with the null label). See IMPLEMENTATION_GUIDE.md §5.3.")
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("5.3", "guided_model_output")
+def test_guided_sampling_other_loop(impl, ref, hidden_toy):
+    """The reference loop with your guided_model_output: DDIM η 0.5, 7 steps, w 4, x0-prediction, T = 20"""
+    schedule = ref.noise_schedule.NoiseSchedule.from_name("linear", 20, dtype=F64)
+    options = dict(sampler="ddim", num_steps=7, eta=0.5, guidance_scale=4.0, prediction="x0")
+    labels = torch.tensor([5, 0, 6])
+    shape = (3, 3, 4, 4)
+
+    def draw(**changes) -> torch.Tensor:
+        return ref.diffusion.sample_loop(hidden_toy, schedule, shape, class_labels=labels,
+                                         generator=torch.Generator().manual_seed(512), **dict(options, **changes))
+
+    expected = draw()
+    with reference_parts(ref.diffusion, guidance.yours(impl, "diffusion", "guided_model_output"),
+                         ("guided_model_output",)):
+        got = draw()
+    with torch.no_grad():
+        paper_samples = draw(guidance_scale=options["guidance_scale"] + 1)  # what (1 + w) does to the whole loop
+    check_close(got, expected, function="guided_model_output", section="5.3", what="the samples of a guided loop",
+                inputs={"T": 20, **options, "class_labels": labels},
+                mistakes={"cfg_paper_convention": paper_samples})
+
+
+# ---------------------------------------------------------------------------
+# §5.4 the degradations, on other images and strengths
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hidden_images():
+    """(3, 2, 12, 12) float64 images in [-1, 1], seeded."""
+    return torch.rand((3, 2, 12, 12), generator=torch.Generator().manual_seed(520), dtype=F64) * 2 - 1
+
+
+def check_add_gaussian_noise(impl, ref, images):
+    """add_gaussian_noise with σ = 0.7, from another seed."""
+    sigma = 0.7
+    got = impl.degradations.add_gaussian_noise(images, sigma, torch.Generator().manual_seed(521))
+    expected = ref.degradations.add_gaussian_noise(images, sigma, torch.Generator().manual_seed(521))
+    noise = (expected - images) / sigma
+    check_close(got, expected, function="add_gaussian_noise", section="5.4",
+                inputs={"images": images, "sigma": sigma, "generator": "torch.Generator().manual_seed(521)"},
+                mistakes={"variance_as_std": images + sigma**2 * noise, "degradation_clamped": expected.clamp(-1, 1)})
+
+
+def check_gaussian_blur(impl, ref, images):
+    """gaussian_blur with σ = 2.2: a radius of 7 on 12×12 images, so the reflection reaches far in."""
+    sigma = 2.2
+    got = impl.degradations.gaussian_blur(images, sigma)
+    kernel = ref.degradations.gaussian_kernel(sigma, F64)
+    check_close(got, ref.degradations.gaussian_blur(images, sigma), function="gaussian_blur", section="5.4",
+                inputs={"images": images, "sigma": sigma}, mistakes=enhancement.blur_variants(images, kernel))
+
+
+def check_downsample(impl, ref, images):
+    """downsample with factor 3."""
+    factor = 3
+    got = impl.degradations.downsample(images, factor)
+    low = F.avg_pool2d(images, factor)
+    size = images.shape[-2:]
+    check_close(got, ref.degradations.downsample(images, factor), function="downsample", section="5.4",
+                inputs={"images": images, "factor": factor},
+                mistakes={"superres_nearest": F.interpolate(low, size=size, mode="nearest"),
+                          "superres_max_pool": F.interpolate(F.max_pool2d(images, factor), size=size,
+                                                             mode="bilinear", align_corners=False),
+                          "superres_align_corners": F.interpolate(low, size=size, mode="bilinear",
+                                                                  align_corners=True)})
+
+
+def check_jpeg_blocks(impl, ref, images):
+    """jpeg_blocks with step 0.3 and an odd block of 3."""
+    quality_step, block = 0.3, 3
+    got = impl.degradations.jpeg_blocks(images, quality_step, block)
+    dct = ref.degradations.dct_matrix(block, F64)
+    check_close(got, ref.degradations.jpeg_blocks(images, quality_step, block), function="jpeg_blocks",
+                section="5.4", inputs={"images": images, "quality_step": quality_step, "block": block},
+                mistakes={"jpeg_uniform_step": enhancement.jpeg_uniform(images, dct, quality_step, block)})
+
+
+def check_apply_mask(impl, ref, images):
+    """apply_mask with one mask per image (left half, centre, strokes) and fill 0.5."""
+    fill = 0.5
+    masks = [ref.degradations.make_mask(preset, (12, 12), generator=torch.Generator().manual_seed(522), dtype=F64)
+             for preset in ("left", "center", "strokes")]
+    mask = torch.cat(masks)  # (3, 1, 12, 12)
+    got = impl.degradations.apply_mask(images, mask, fill)
+    check_close(got, ref.degradations.apply_mask(images, mask, fill), function="apply_mask", section="5.4",
+                inputs={"images": images, "mask": "one per image: left half, centre square, strokes hidden (0)",
+                        "fill": fill},
+                mistakes={"mask_inverted": (1 - mask) * images + mask * fill})
+
+
+DEGRADATION_CHECKS = [
+    pytest.param(check, marks=pytest.mark.exercise("5.4", check.__name__.removeprefix("check_")),
+                 id=check.__name__.removeprefix("check_"))
+    for check in (check_add_gaussian_noise, check_gaussian_blur, check_downsample, check_jpeg_blocks,
+                  check_apply_mask)
+]
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("check", DEGRADATION_CHECKS)
+def test_degradation_other_strengths(impl, ref, hidden_images, check):
+    """the degradation with another strength on 3 two-channel 12×12 images"""
+    check(impl, ref, hidden_images)
+
+
+# ---------------------------------------------------------------------------
+# §5.5 condition_pair
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("5.5", "condition_pair")
+def test_condition_pair_other_task(impl, ref, hidden_images):
+    """condition_pair for the mask task (the visible checks leave it out), on other images"""
+    task = "mask"
+    unit = (hidden_images + 1) / 2  # what a dataset gives: [0, 1]
+    degradations = ("add_gaussian_noise", "gaussian_blur", "downsample", "jpeg_blocks", "apply_mask", "degrade")
+    with reference_parts(impl.degradations.module, ref.degradations, degradations):
+        got = impl.degradations.condition_pair(unit, task, torch.Generator().manual_seed(523))
+    expected = ref.degradations.condition_pair(unit, task, torch.Generator().manual_seed(523))
+    if not isinstance(got, tuple) or len(got) != 2:
+        fail(f"condition_pair must return a tuple (x0, cond); got {type(got).__name__}. "
+             "See IMPLEMENTATION_GUIDE.md §5.5.")
+    inputs = {"images (in [0, 1])": unit, "task": task, "generator": "torch.Generator().manual_seed(523)"}
+    check_close(got[0], expected[0], function="condition_pair", section="5.5", inputs=inputs, what="x0",
+                mistakes={"data_unit_range": unit})
+    raw = ref.degradations.degrade(unit, task, torch.Generator().manual_seed(523))
+    check_close(got[1], expected[1], function="condition_pair", section="5.5", inputs=inputs, what="cond",
+                mistakes={"condition_not_normalised": raw})
+
+
+# ---------------------------------------------------------------------------
+# §5.6 inpaint_combine and renoise
+# ---------------------------------------------------------------------------
+
+T_INPAINT = 50
+
+
+@pytest.fixture(scope="module")
+def hidden_schedule(ref):
+    return ref.noise_schedule.NoiseSchedule.from_name("scaled_linear", T_INPAINT, dtype=F64)
+
+
+@pytest.fixture(scope="module")
+def hidden_inpainting(ref, hidden_images):
+    """A generated x_{t_prev}, the originals, a left-half mask and the noise z."""
+    generator = torch.Generator().manual_seed(530)
+    generated = torch.randn(hidden_images.shape, generator=generator, dtype=F64)
+    noise = torch.randn(hidden_images.shape, generator=generator, dtype=F64)
+    mask = ref.degradations.make_mask("left", (12, 12), dtype=F64)
+    return generated, hidden_images, mask, noise
+
+
+def check_inpaint_combine(impl, ref, hidden_schedule, hidden_inpainting):
+    """inpaint_combine with a left-half mask and t_prev 49, −1 and 3."""
+    generated, x0, mask, noise = hidden_inpainting
+    t_prev = torch.tensor([T_INPAINT - 1, -1, 3])
+    with reference_parts(impl.diffusion.module, ref.diffusion, ("alpha_bar_at", "extract")):
+        got = impl.diffusion.inpaint_combine(generated, x0, mask, t_prev, noise, hidden_schedule)
+    expected = ref.diffusion.inpaint_combine(generated, x0, mask, t_prev, noise, hidden_schedule)
+    alpha_bar_prev = ref.diffusion.alpha_bar_at(t_prev, hidden_schedule, x0)
+    known = alpha_bar_prev.sqrt() * x0 + (1 - alpha_bar_prev).sqrt() * noise  # the original, noised to t_prev
+    check_close(got, expected, function="inpaint_combine", section="5.6",
+                inputs={"x_generated": generated, "x0_known": x0, "mask": "the left half hidden (0)",
+                        "t_prev": t_prev, "noise": noise},
+                mistakes={"known_region_clean": mask * x0 + (1 - mask) * generated,
+                          "mask_inverted": (1 - mask) * known + mask * generated})
+
+
+def check_renoise(impl, ref, hidden_schedule, hidden_inpainting):
+    """renoise with the pairs (t_prev, t) = (4, 12), (30, 49) and (−1, 0)."""
+    generated, _, _, noise = hidden_inpainting
+    t, t_prev = torch.tensor([12, T_INPAINT - 1, 0]), torch.tensor([4, 30, -1])
+    with reference_parts(impl.diffusion.module, ref.diffusion, ("alpha_bar_at", "extract")):
+        got = impl.diffusion.renoise(generated, t_prev, t, noise, hidden_schedule)
+    one_step = hidden_schedule.alphas[t].reshape(-1, 1, 1, 1)
+    check_close(got, ref.diffusion.renoise(generated, t_prev, t, noise, hidden_schedule), function="renoise",
+                section="5.6", inputs={"x_prev": generated, "t_prev": t_prev, "t": t, "noise": noise},
+                mistakes={"one_step_beta_for_strided": one_step.sqrt() * generated + (1 - one_step).sqrt() * noise})
+
+
+INPAINTING_CHECKS = [
+    pytest.param(check, marks=pytest.mark.exercise("5.6", check.__name__.removeprefix("check_")),
+                 id=check.__name__.removeprefix("check_"))
+    for check in (check_inpaint_combine, check_renoise)
+]
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("check", INPAINTING_CHECKS)
+def test_inpainting_other_schedule(impl, ref, hidden_schedule, hidden_inpainting, check):
+    """the inpainting function on a scaled-linear schedule of T = 50 and other images"""
+    check(impl, ref, hidden_schedule, hidden_inpainting)
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("5.6", "inpaint_combine")
+def test_inpaint_loop_other_settings(impl, ref):
+    """The reference inpainting loop with your functions: DDPM, 4 steps, resample 2, x0-prediction, T = 20"""
+    generator = torch.Generator().manual_seed(540)
+    x0 = torch.rand((2, 3, 8, 8), generator=generator, dtype=F64) * 2 - 1
+    mask = ref.degradations.make_mask("center", (8, 8), dtype=F64)
+    model = randomize_(enhancement.ToyDenoiser().double(), seed=541).eval()
+    schedule = ref.noise_schedule.NoiseSchedule.from_name("cosine", 20, dtype=F64)
+    options = dict(sampler="ddpm", num_steps=4, resample=2, prediction="x0")
+
+    def run() -> torch.Tensor:
+        return ref.diffusion.inpaint_loop(model, schedule, x0, mask, generator=torch.Generator().manual_seed(542),
+                                          **options)
+
+    expected = run()
+    with reference_parts(ref.diffusion, enhancement.yours(impl, "diffusion", "inpaint_combine", "renoise"),
+                         ("inpaint_combine", "renoise")):
+        got = run()
+    check_close(got, expected, function="inpaint_combine", section="5.6",
+                what="the images of the inpainting loop (your inpaint_combine and renoise inside the reference's)",
+                inputs={"T": 20, **options, "mask": "the centre square"})
+    check_close(got * mask, x0 * mask, function="inpaint_combine", section="5.6",
+                what="the known pixels of the result (they must equal the original's)",
+                inputs={"T": 20, **options})
