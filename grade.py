@@ -36,7 +36,7 @@ sys.dont_write_bytecode = True  # grading writes nothing into the grading checko
 from grading.report import gradescope_results, terminal_report  # noqa: E402
 from grading.runner import DEFAULT_TIME_BUDGET, PHASES, REPO_ROOT, PhaseResult, run_checks  # noqa: E402
 from provided.files import atomic_write, write_json  # noqa: E402
-from provided.phases import GRADED_IMPLEMENTATIONS, resolve_impl  # noqa: E402
+from provided.phases import GRADED_IMPLEMENTATIONS, IMPL_ENV_VAR, has_reference, resolve_impl  # noqa: E402
 
 # What grading trusts: a change to any of these during a batch aborts it.
 TRUSTED_PATHS = ("grade.py", "conftest.py", "pyproject.toml", "utils.py", "grading", "provided", "solutions",
@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         impl = resolve_impl(args.impl, default="learner", choices=GRADED_IMPLEMENTATIONS)
     except ValueError as error:
         parser.error(str(error))
+    if impl == "solutions" and not has_reference():
+        parser.error(f"{'--impl' if args.impl else IMPL_ENV_VAR} solutions grades the reference in solutions/, which "
+                     "this copy (a student release) does not have; grade your files with --impl learner")
     for path in args.extra_checks:
         if not path.exists():
             parser.error(f"--extra-checks: {path} does not exist")

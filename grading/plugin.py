@@ -81,6 +81,9 @@ def pytest_configure(config: pytest.Config) -> None:
         impl = resolve_impl(config.getoption("--impl"), default="learner", choices=GRADED_IMPLEMENTATIONS)
     except ValueError as error:  # e.g. DIFFUSION_IMPL=auto: the checks grade one implementation, never a mix
         raise pytest.UsageError(str(error)) from None
+    if impl == "solutions" and not has_reference():
+        raise pytest.UsageError("--impl solutions grades the reference in solutions/, which this copy (a student "
+                                "release) does not have; grade your files with --impl learner")
     submission = config.getoption("--submission")
     if submission is not None:
         if impl != "learner":

@@ -466,7 +466,7 @@ def _rng_state() -> str:
 
 
 class RecordedCallable:
-    """A function or class of the reference, called through :meth:`Tape.call` (``__qualname__`` e.g. "diffusion.q_sample")."""
+    """A function or class of the reference, called through its tape (``__qualname__``: "diffusion.q_sample")."""
 
     def __init__(self, tape: "Tape", qualname: str, target: Any, kind: str) -> None:
         self._tape, self.__qualname__, self._target, self._kind = tape, qualname, target, kind

@@ -67,6 +67,14 @@ def test_the_release_holds_no_reference_and_no_hidden_checks(student):
                                               text=True).stdout
 
 
+def test_grading_the_reference_is_refused_in_one_line(student):
+    for command in (["grade.py", "--impl", "solutions"], ["-m", "pytest", "--impl", "solutions", "tests/checks"]):
+        process = subprocess.run([sys.executable, *command], cwd=student, capture_output=True, text=True, timeout=300)
+        assert process.returncode != 0
+        assert "solutions/, which this copy (a student release) does not have" in process.stderr, process.stderr
+        assert "Traceback" not in process.stderr
+
+
 def test_the_untouched_stubs_get_zero_with_not_attempted_lines(student):
     put_learner_files(student, keep_solutions=False)
     results = grade(student)
