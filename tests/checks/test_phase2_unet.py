@@ -228,10 +228,14 @@ def test_attention_block(impl, ref, num_heads):
 @pytest.mark.exercise("2.5", "Downsample")
 def test_downsample(impl, ref):
     """Downsample halves H and W with a strided 3×3 convolution"""
-    reference = randomize_(ref.unet.Downsample(8).double(), seed=40)
-    mine = impl.unet.Downsample(8).double()
-    load_reference_weights(mine, reference, what="Downsample(8)", section="2.5")
-    x = seeded((2, 8, 6, 10), 4)
+    check_downsample(impl, ref, channels=8, x=seeded((2, 8, 6, 10), 4), seed=40)
+
+
+def check_downsample(impl, ref, channels: int, x: torch.Tensor, seed: int) -> None:
+    """The learner's Downsample(channels) against the reference's, on shared seeded weights."""
+    reference = randomize_(ref.unet.Downsample(channels).double(), seed=seed)
+    mine = impl.unet.Downsample(channels).double()
+    load_reference_weights(mine, reference, what=f"Downsample({channels})", section="2.5")
     with torch.no_grad():
         got, expected = mine(x), reference(x)
     check_close(got, expected, function="Downsample.forward", section="2.5", inputs={"x": x})
@@ -241,10 +245,14 @@ def test_downsample(impl, ref):
 @pytest.mark.exercise("2.5", "Upsample")
 def test_upsample(impl, ref):
     """Upsample doubles H and W (nearest neighbour), then a 3×3 convolution"""
-    reference = randomize_(ref.unet.Upsample(8).double(), seed=41)
-    mine = impl.unet.Upsample(8).double()
-    load_reference_weights(mine, reference, what="Upsample(8)", section="2.5")
-    x = seeded((2, 8, 3, 5), 5)
+    check_upsample(impl, ref, channels=8, x=seeded((2, 8, 3, 5), 5), seed=41)
+
+
+def check_upsample(impl, ref, channels: int, x: torch.Tensor, seed: int) -> None:
+    """The learner's Upsample(channels) against the reference's, naming wrong axes and interpolation."""
+    reference = randomize_(ref.unet.Upsample(channels).double(), seed=seed)
+    mine = impl.unet.Upsample(channels).double()
+    load_reference_weights(mine, reference, what=f"Upsample({channels})", section="2.5")
     b, c, h, w = x.shape
     with torch.no_grad():
         got, expected = mine(x), reference(x)

@@ -91,17 +91,21 @@ def test_training_target(impl, ref, schedule, batch, prediction):
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_min_snr_weights(impl, ref, schedule, prediction):
     """min_snr_weights is min(SNR, γ) converted to the prediction type"""
-    t = torch.tensor([0, 10, 100, 400, 999])
+    check_min_snr_weights(impl, ref, schedule, torch.tensor([0, 10, 100, 400, 999]), prediction, 5.0)
+
+
+def check_min_snr_weights(impl, ref, schedule, t: torch.Tensor, prediction: str, gamma: float) -> None:
+    """The learner's min_snr_weights (with the reference's helpers) against the reference's."""
     snr = schedule.snr[t]
-    clipped = snr.clamp(max=5.0)
+    clipped = snr.clamp(max=gamma)
     formulas = {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}
     unclipped = {"eps": torch.ones_like(snr), "x0": snr, "v": snr / (snr + 1)}
     with reference_parts(impl.train.module, ref.diffusion, HELPERS):
-        got = impl.train.min_snr_weights(t, schedule, prediction, 5.0)
+        got = impl.train.min_snr_weights(t, schedule, prediction, gamma)
     check_close(
-        got, ref.train.min_snr_weights(t, schedule, prediction, 5.0),
+        got, ref.train.min_snr_weights(t, schedule, prediction, gamma),
         function="min_snr_weights", section="3.2",
-        inputs={"t": t, "schedule": schedule, "prediction": prediction, "gamma": 5.0},
+        inputs={"t": t, "schedule": schedule, "prediction": prediction, "gamma": gamma},
         mistakes={"snr_not_clipped": unclipped[prediction],
                   "min_snr_formula": [w for name, w in formulas.items() if name != prediction]},
     )
@@ -119,17 +123,23 @@ def test_diffusion_loss(impl, ref, batch, loss_type, weighted):
     x0, noise, _ = batch
     output = noise * 1.7 + 0.3 * x0  # errors both below and above Huber's δ = 1
     weights = torch.tensor([0.5, 1.0, 2.0, 0.1], dtype=F64) if weighted else None
-    per_pixel = {"l2": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[loss_type](output, noise, reduction="none")
-    w = weights if weighted else torch.ones(4, dtype=F64)
+    check_diffusion_loss(impl, ref, output, noise, loss_type, weights)
+
+
+def check_diffusion_loss(impl, ref, output: torch.Tensor, target: torch.Tensor, loss_type: str,
+                         weights: torch.Tensor | None) -> None:
+    """The learner's diffusion_loss against the reference's, naming the wrong reductions."""
+    per_pixel = {"l2": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[loss_type](output, target, reduction="none")
+    w = weights if weights is not None else torch.ones(len(output), dtype=output.dtype)
     mistakes = {"loss_wrong_reduction": [(per_pixel.sum(dim=(1, 2, 3)) * w).mean(), (per_pixel.mean(dim=(1, 2, 3)) * w).sum(),
                                          (per_pixel * per_image(w)).sum()]}
-    if weighted:
+    if weights is not None:
         mistakes["loss_weights_ignored"] = per_pixel.mean()
-    got = impl.train.diffusion_loss(output, noise, loss_type, weights)
+    got = impl.train.diffusion_loss(output, target, loss_type, weights)
     check_close(
-        got, ref.train.diffusion_loss(output, noise, loss_type, weights),
+        got, ref.train.diffusion_loss(output, target, loss_type, weights),
         function="diffusion_loss", section="3.2",
-        inputs={"output": output, "target": noise, "loss_type": loss_type, "weights": weights},
+        inputs={"output": output, "target": target, "loss_type": loss_type, "weights": weights},
         mistakes=mistakes,
     )
 

@@ -131,18 +131,23 @@ def test_apply_mask(impl, ref, images, fill):
 @pytest.mark.parametrize("task", ["deblur", "superres", "denoise"])
 def test_condition_pair(impl, ref, images, task):
     """condition_pair maps the data to [-1, 1], then degrades that same x_0"""
+    check_condition_pair(impl, ref, images, task, seed=62)
+
+
+def check_condition_pair(impl, ref, images: torch.Tensor, task: str, seed: int) -> None:
+    """The learner's condition_pair (with the reference's degradations) on ``images`` in [-1, 1]."""
     unit = (images + 1) / 2  # what a dataset gives: [0, 1]
     degradations = ("add_gaussian_noise", "gaussian_blur", "downsample", "jpeg_blocks", "apply_mask", "degrade")
     with reference_parts(impl.degradations.module, ref.degradations, degradations):
-        got = impl.degradations.condition_pair(unit, task, torch.Generator().manual_seed(62))
-    expected = ref.degradations.condition_pair(unit, task, torch.Generator().manual_seed(62))
+        got = impl.degradations.condition_pair(unit, task, torch.Generator().manual_seed(seed))
+    expected = ref.degradations.condition_pair(unit, task, torch.Generator().manual_seed(seed))
     if not isinstance(got, tuple) or len(got) != 2:
         fail(f"condition_pair must return a tuple (x0, cond); got {type(got).__name__}. "
              "See IMPLEMENTATION_GUIDE.md §5.5.")
-    inputs = {"images (in [0, 1])": unit, "task": task, "generator": "torch.Generator().manual_seed(62)"}
+    inputs = {"images (in [0, 1])": unit, "task": task, "generator": f"torch.Generator().manual_seed({seed})"}
     check_close(got[0], expected[0], function="condition_pair", section="5.5", inputs=inputs, what="x0",
                 mistakes={"data_unit_range": unit})
-    raw = ref.degradations.degrade(unit, task, torch.Generator().manual_seed(62))
+    raw = ref.degradations.degrade(unit, task, torch.Generator().manual_seed(seed))
     check_close(got[1], expected[1], function="condition_pair", section="5.5", inputs=inputs, what="cond",
                 mistakes={"condition_not_normalised": raw})
 

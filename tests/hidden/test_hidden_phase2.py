@@ -129,33 +129,11 @@ def test_attention_block_other_heads(impl, ref):
 
 
 def check_downsample(impl, ref):
-    reference = randomize_(ref.unet.Downsample(6).double(), seed=150)
-    mine = impl.unet.Downsample(6).double()
-    load_reference_weights(mine, reference, what="Downsample(6)", section="2.5")
-    x = unet.seeded((1, 6, 4, 12), 151)
-    with torch.no_grad():
-        got, expected = mine(x), reference(x)
-    check_close(got, expected, function="Downsample.forward", section="2.5", inputs={"x": x})
+    unet.check_downsample(impl, ref, channels=6, x=unet.seeded((1, 6, 4, 12), 151), seed=150)
 
 
 def check_upsample(impl, ref):
-    reference = randomize_(ref.unet.Upsample(5).double(), seed=152)
-    mine = impl.unet.Upsample(5).double()
-    load_reference_weights(mine, reference, what="Upsample(5)", section="2.5")
-    x = unet.seeded((3, 5, 2, 4), 153)
-    b, c, h, w = x.shape
-    with torch.no_grad():
-        got, expected = mine(x), reference(x)
-        smooth = [reference.conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=corners))
-                  for corners in (False, True)]
-    wrong_shapes = [(b, c, 4 * h, w), (b, c, h, 4 * w), (b, c, 2 * h, w), (b, c, h, 2 * w), (b, c, h, w)]
-    check_close(
-        got, expected, function="Upsample.forward", section="2.5", inputs={"x": x},
-        mistakes={
-            "upsample_wrong_dims": [torch.full(shape, torch.nan, dtype=F64) for shape in wrong_shapes],
-            "upsample_not_nearest": smooth,
-        },
-    )
+    unet.check_upsample(impl, ref, channels=5, x=unet.seeded((3, 5, 2, 4), 153), seed=152)
 
 
 RESAMPLE_CHECKS = [pytest.param(check, marks=pytest.mark.exercise("2.5", name), id=name)

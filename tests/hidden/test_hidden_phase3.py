@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from grading.checker import check_close, fail
@@ -91,21 +90,8 @@ def test_training_target_other_schedule(impl, ref, hidden_schedule, hidden_batch
 @pytest.mark.exercise("3.2", "min_snr_weights")
 def test_min_snr_weights_other_gamma(impl, ref, hidden_schedule):
     """min_snr_weights for v-prediction with γ = 1.5 on a sigmoid schedule of T = 120"""
-    gamma, prediction = 1.5, "v"
     t = torch.tensor([T_HIDDEN - 1, 0, 60, 5, 90, 30])
-    snr = hidden_schedule.snr[t]
-    clipped = snr.clamp(max=gamma)
-    formulas = {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}
-    unclipped = {"eps": torch.ones_like(snr), "x0": snr, "v": snr / (snr + 1)}
-    with reference_parts(impl.train.module, ref.diffusion, training.HELPERS):
-        got = impl.train.min_snr_weights(t, hidden_schedule, prediction, gamma)
-    check_close(
-        got, ref.train.min_snr_weights(t, hidden_schedule, prediction, gamma),
-        function="min_snr_weights", section="3.2",
-        inputs={"t": t, "schedule": hidden_schedule, "prediction": prediction, "gamma": gamma},
-        mistakes={"snr_not_clipped": unclipped[prediction],
-                  "min_snr_formula": [w for name, w in formulas.items() if name != prediction]},
-    )
+    training.check_min_snr_weights(impl, ref, hidden_schedule, t, "v", 1.5)
 
 
 HIDDEN_LOSSES = {"l1 weighted": ("l1", True), "huber weighted": ("huber", True)}
@@ -121,19 +107,7 @@ def test_diffusion_loss_other_shapes(impl, ref, case):
     target = torch.randn((3, 1, 5, 7), generator=generator, dtype=F64)
     output = target + 1.4 * torch.randn((3, 1, 5, 7), generator=generator, dtype=F64)  # errors both sides of δ = 1
     weights = torch.tensor([1.5, 0.2, 3.0], dtype=F64) if weighted else None
-    per_pixel = {"l2": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[loss_type](output, target, reduction="none")
-    w = weights if weighted else torch.ones(3, dtype=F64)
-    mistakes = {"loss_wrong_reduction": [(per_pixel.sum(dim=(1, 2, 3)) * w).mean(), (per_pixel.mean(dim=(1, 2, 3)) * w).sum(),
-                                         (per_pixel * training.per_image(w)).sum()]}
-    if weighted:
-        mistakes["loss_weights_ignored"] = per_pixel.mean()
-    got = impl.train.diffusion_loss(output, target, loss_type, weights)
-    check_close(
-        got, ref.train.diffusion_loss(output, target, loss_type, weights),
-        function="diffusion_loss", section="3.2",
-        inputs={"output": output, "target": target, "loss_type": loss_type, "weights": weights},
-        mistakes=mistakes,
-    )
+    training.check_diffusion_loss(impl, ref, output, target, loss_type, weights)
 
 
 # ---------------------------------------------------------------------------

@@ -245,21 +245,7 @@ def test_degradation_other_strengths(impl, ref, hidden_images, check):
 @pytest.mark.exercise("5.5", "condition_pair")
 def test_condition_pair_other_task(impl, ref, hidden_images):
     """condition_pair for the mask task (the visible checks leave it out), on other images"""
-    task = "mask"
-    unit = (hidden_images + 1) / 2  # what a dataset gives: [0, 1]
-    degradations = ("add_gaussian_noise", "gaussian_blur", "downsample", "jpeg_blocks", "apply_mask", "degrade")
-    with reference_parts(impl.degradations.module, ref.degradations, degradations):
-        got = impl.degradations.condition_pair(unit, task, torch.Generator().manual_seed(523))
-    expected = ref.degradations.condition_pair(unit, task, torch.Generator().manual_seed(523))
-    if not isinstance(got, tuple) or len(got) != 2:
-        fail(f"condition_pair must return a tuple (x0, cond); got {type(got).__name__}. "
-             "See IMPLEMENTATION_GUIDE.md §5.5.")
-    inputs = {"images (in [0, 1])": unit, "task": task, "generator": "torch.Generator().manual_seed(523)"}
-    check_close(got[0], expected[0], function="condition_pair", section="5.5", inputs=inputs, what="x0",
-                mistakes={"data_unit_range": unit})
-    raw = ref.degradations.degrade(unit, task, torch.Generator().manual_seed(523))
-    check_close(got[1], expected[1], function="condition_pair", section="5.5", inputs=inputs, what="cond",
-                mistakes={"condition_not_normalised": raw})
+    enhancement.check_condition_pair(impl, ref, hidden_images, "mask", seed=523)
 
 
 # ---------------------------------------------------------------------------
