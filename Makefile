@@ -72,8 +72,9 @@ else
 	$(PY) -m pytest --impl learner
 endif
 
-grade: setup
-	$(PY) grade.py $(if $(PHASE),--phase $(PHASE))
+comma := ,
+grade: setup  # PHASE=1, PHASE="2 5" or PHASE=2,5 (as each learner file's header writes it)
+	$(PY) grade.py $(if $(PHASE),--phase $(subst $(comma), ,$(PHASE)))
 
 stubs: setup
 	$(PY) -m tools.make_stubs

@@ -652,7 +652,8 @@ def inpaint_combine(
         (B, C, H, W) the combined x_{t_prev}.
     """
     check_images(x_generated=x_generated, x0_known=x0_known, noise=noise)
-    # TODO §5.6: The known pixels must carry the same amount of noise as the generated ones: q_sample to t_prev.
+    # TODO §5.6: The known pixels must carry the same noise level as the generated ones: the q_sample formula at
+    #   t_prev, with ᾱ from alpha_bar_at (ᾱ = 1 at t_prev = −1, where q_sample itself would refuse).
     raise NotImplementedError("Phase 5.6 · inpaint_combine — see IMPLEMENTATION_GUIDE.md §5.6")
 
 
@@ -680,7 +681,8 @@ def renoise(
     """
     check_inputs(schedule, t, x_prev=x_prev, noise=noise)
     check_previous_timesteps(t_prev, t)
-    # TODO §5.6: The forward step of the whole jump: q_step (§1.7) with the pair's α instead of one step's.
+    # TODO §5.6: The forward step of the whole jump: q_step's formula (§1.7), but with the pair's
+    #   α = ᾱ_t / ᾱ_{t_prev} from alpha_bar_at instead of one step's schedule.alphas[t].
     raise NotImplementedError("Phase 5.6 · renoise — see IMPLEMENTATION_GUIDE.md §5.6")
 
 

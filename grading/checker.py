@@ -18,13 +18,14 @@ a message, not a traceback of the checking code.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 import pytest
 import torch
 
 from .mistakes import MISTAKES, NOT_ATTEMPTED
-from .sandbox import RemoteObject
+from .sandbox import LearnerError, RemoteObject
 
 GUIDE = "IMPLEMENTATION_GUIDE.md"
 
@@ -38,6 +39,25 @@ TOLERANCES = {
 def fail(message: str) -> None:
     """Fail the current check with ``message`` only (no traceback of the checking code)."""
     pytest.fail(message, pytrace=False)
+
+
+def classic_mistake(key: str) -> str:
+    """The sentence naming catalogue mistake ``key``, as check_close words it, for checks that find it otherwise."""
+    return _name(key)
+
+
+@contextmanager
+def naming_crash(key: str, *fragments: str) -> Iterator[None]:
+    """Name the mistake ``key`` when the block fails (a failed check, or learner code that raised) with a message
+    containing every one of ``fragments`` (any case): the crash that this mistake causes. The message replaces
+    the failure, so the report shows it once."""
+    try:
+        yield
+    except (LearnerError, pytest.fail.Exception) as error:
+        message = learner_error_message(error.info) if isinstance(error, LearnerError) else str(error.msg)
+        if not all(fragment.lower() in message.lower() for fragment in fragments):
+            raise
+        raise pytest.fail.Exception(message + _name(key), pytrace=False) from None
 
 
 # ---------------------------------------------------------------------------
@@ -57,7 +77,11 @@ def learner_error_message(info: dict) -> str:
     if kind == "stub":
         if f"· {label} " in message:
             return f"`{label}`: {NOT_ATTEMPTED} ({message})."
-        return f"`{label}`: {NOT_ATTEMPTED} — it calls a function that is still a stub ({message})."
+        return (f"`{label}` calls a function that is still a stub ({message}): finish that one, and this "
+                "check runs.")
+    if kind == "modified":
+        mistake = MISTAKES["input_modified_in_place"]
+        return f"`{label}` modified its input {message}: **{mistake.title}**. {mistake.advice}"
     if kind == "import":
         return (f"{info.get('module', 'a learner file')}.py could not be imported: {error_type}: {message}. "
                 "Fix it first: no check of this file can run.")
@@ -73,7 +97,22 @@ def learner_error_message(info: dict) -> str:
         return (f"`{label}` called a reference helper that the check lends it, with inputs the reference "
                 f"refuses: {error_type}: {message}")
     where = f" at {info['where']}" if info.get("where") else ""
-    return f"`{label}` raised {error_type}: {message}{where}"
+    function = str(info.get("function") or "")
+    if function and function.rsplit(".", 1)[-1] != label.rsplit(".", 1)[-1]:
+        where += f", in your `{function}`"
+    section = section_of(function) or section_of(label)
+    see = f" See {GUIDE} §{section}." if section else ""
+    text = f"`{label}` raised {error_type}: {message}{where}"
+    return f"{text}{'' if text.endswith('.') else '.'}{see}"
+
+
+#: The guide section of each graded function ("ddpm_step" → "4.4"), filled in as the checks are collected.
+SECTIONS: dict[str, str] = {}
+
+
+def section_of(function: str) -> str:
+    """The guide section of a learner function or method ("UNet.forward" → "2.7"), "" when unknown."""
+    return SECTIONS.get(function) or SECTIONS.get(function.split(".")[0], "")
 
 
 # ---------------------------------------------------------------------------
@@ -148,13 +187,8 @@ def check_close(
             f"got {type_name(got)}. {see}"
         )
     if got.dtype != expected.dtype:
-        hint = ""
-        if {got.dtype, expected.dtype} == {torch.float32, torch.float64}:
-            hint = (
-                " Keep the dtype you were given; schedules are computed in float64 "
-                "(torch.linspace and torch.arange default to float32)."
-            )
-        fail(f"{call}: {what} has dtype {got.dtype}, expected {expected.dtype}.{hint} {see}")
+        fail(f"{call}: {what} has dtype {got.dtype}, expected {expected.dtype}.{_dtype_hint(got, expected, section)}"
+             f" {see}")
     if got.device != expected.device:
         fail(f"{call}: {what} is on {got.device}, expected {expected.device}. {see}")
     if got.shape != expected.shape:
@@ -183,10 +217,8 @@ def check_close(
         return
     except AssertionError as error:
         summary = _value_summary(got, expected, error)
-    fail(
-        f"{call}: wrong values in {what}.\n{summary}"
-        f"{_mistake_hint(got, mistakes, tolerances)}\n{see}"
-    )
+    hint = _mistake_hint(got, mistakes, tolerances) or _float32_hint(got, expected)
+    fail(f"{call}: wrong values in {what}.\n{summary}{hint}\n{see}")
 
 
 def _value_summary(got: torch.Tensor, expected: torch.Tensor, error: AssertionError) -> str:
@@ -199,10 +231,11 @@ def _value_summary(got: torch.Tensor, expected: torch.Tensor, error: AssertionEr
         (line.strip() for line in str(error).splitlines() if line.strip().startswith("Mismatched")),
         "",
     )
+    digits = 6 if relative > 1e-4 else 12  # a rounding-sized error needs the digits that show it
     return (
         f"  {mismatched}\n"
-        f"  largest difference at index {index}: expected {expected[index].item():.6g}, "
-        f"got {got[index].item():.6g}\n"
+        f"  largest difference at index {index}: expected {expected[index].item():.{digits}g}, "
+        f"got {got[index].item():.{digits}g}\n"
         f"  relative error (largest difference / largest |expected|): {relative:.2e}\n"
     )
 
@@ -221,12 +254,40 @@ def _name(key: str) -> str:
     return f"\n  This looks like a classic mistake: **{mistake.title}**. {mistake.advice}"
 
 
+def _named(keys: list[str]) -> str:
+    """Name one mistake, or several that give the same output on these inputs ("one of …")."""
+    keys = list(dict.fromkeys(keys))  # each once, in the order given
+    if len(keys) == 1:
+        return _name(keys[0])
+    titles = " or ".join(f"**{MISTAKES[key].title}**" for key in keys)
+    advice = " ".join(f"({number}) {MISTAKES[key].advice}" for number, key in enumerate(keys, 1))
+    return (f"\n  This looks like one of these classic mistakes, which give the same output on these inputs: "
+            f"{titles}. {advice}")
+
+
 def _mistake_hint(got: torch.Tensor, mistakes: Mapping, tolerances: dict) -> str:
-    """Name the first classic mistake whose output ``got`` matches, or say nothing."""
-    for key, wrong in _variants(mistakes):
-        if _matches(got, wrong, tolerances):
-            return _name(key)
-    return ""
+    """Name every classic mistake whose output ``got`` matches (one of them, when several do), or say nothing."""
+    keys = [key for key, wrong in _variants(mistakes) if _matches(got, wrong, tolerances)]
+    return _named(keys) if keys else ""
+
+
+def _float32_hint(got: torch.Tensor, expected: torch.Tensor) -> str:
+    """A float64 result off by float32 rounding only (about 1e-7 relative) names that, whatever the function."""
+    if expected.dtype != torch.float64 or not torch.isfinite(expected).all():
+        return ""
+    scale = expected.abs().max().clamp(min=1e-300)
+    relative = ((got - expected).abs() / (expected.abs() + 1e-3 * scale)).max().item()
+    return _name("float32_rounding") if 0 < relative < 1e-5 else ""
+
+
+def _dtype_hint(got: torch.Tensor, expected: torch.Tensor, section: str) -> str:
+    if {got.dtype, expected.dtype} != {torch.float32, torch.float64}:
+        return ""
+    if section in ("1.1", "1.2", "1.3", "1.4"):
+        return (" Schedules are computed in float64: torch.linspace, torch.arange and torch.tensor make "
+                "float32 unless you pass dtype=torch.float64.")
+    return (" Return the dtype the docstring names (usually that of the tensor you were given, e.g. x's: "
+            "`.to(x.dtype)`); a float32 constant or a float64 schedule mixed in changes it.")
 
 
 def _matches(got: torch.Tensor, wrong: torch.Tensor, tolerances: dict) -> bool:
@@ -237,9 +298,9 @@ def _matches(got: torch.Tensor, wrong: torch.Tensor, tolerances: dict) -> bool:
 
 
 def _shape_hint(got: torch.Tensor, expected: torch.Tensor, mistakes: Mapping) -> str:
-    for key, wrong in _variants(mistakes):
-        if isinstance(wrong, torch.Tensor) and wrong.shape == got.shape:
-            return _name(key)
+    keys = [key for key, wrong in _variants(mistakes) if isinstance(wrong, torch.Tensor) and wrong.shape == got.shape]
+    if keys:
+        return _named(keys)
     if got.numel() == expected.numel():
         return " Same number of elements: check your reshape (the batch stays first)."
     if got.ndim > expected.ndim:

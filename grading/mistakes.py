@@ -26,7 +26,20 @@ class Mistake:
 
 
 MISTAKES: dict[str, Mistake] = {
+    # Any function
+    "input_modified_in_place": Mistake(
+        "input modified in place",
+        "An in-place operation on an argument (`x += …`, `x.mul_(…)`, `x.clamp_(…)`, `x[…] = …`) changes the "
+        "caller's tensor, which it still needs (a schedule's table, a batch used again). Compute a new tensor "
+        "instead (`x = x * …`), or work on `x.clone()`.",
+    ),
     # §1.1–§1.2 schedules
+    "float32_rounding": Mistake(
+        "float32 rounding somewhere in a float64 computation",
+        "Your values agree with the reference to about 7 digits, as float32 arithmetic does: some step ran in "
+        "float32 (torch.linspace, torch.arange and torch.tensor make float32 unless given dtype=torch.float64; "
+        ".float() or a float32 constant tensor does too). Keep every step in float64.",
+    ),
     "schedule_float32": Mistake(
         "schedule computed in float32",
         "torch.linspace and torch.arange make float32 unless you pass dtype=torch.float64; "
@@ -159,6 +172,78 @@ MISTAKES: dict[str, Mistake] = {
         "multiplied where you should divide",
         "Undoing a scaling divides by it: x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t.",
     ),
+    "linear_end_excluded": Mistake(
+        'β_end never reached (T + 1 points, the last one dropped)',
+        'torch.linspace(β_start, β_end, T) already includes both ends: the last β is β_end.',
+    ),
+    "scaled_linear_one_end": Mistake(
+        'only one end rescaled by 1000 / T',
+        'Multiply both β_start and β_end by 1000 / T, then space them linearly.',
+    ),
+    "beta_is_one_minus_alpha_bar": Mistake(
+        'ᾱ used as α_t (β = 1 − ᾱ, without the ratio)',
+        'α_t is the ratio of consecutive ᾱ values: β_t = 1 − ᾱ(t+1) / ᾱ(t).',
+    ),
+    "max_beta_ignored": Mistake(
+        'the max_beta argument ignored (0.999 hard-coded)',
+        'Clamp at the max_beta you were given: callers pass other caps (Karras passes 1.0).',
+    ),
+    "alpha_bar_curve_short": Mistake(
+        'ᾱ curve with T points instead of T + 1',
+        'T betas need T + 1 values of ᾱ: τ = t / T for t = 0 … T.',
+    ),
+    "sigmoid_not_rescaled": Mistake(
+        'sigmoid ᾱ not rescaled to run from 1 to 0',
+        'Subtract from S(end/κ) and divide by S(end/κ) − S(start/κ), so that ᾱ(0) = 1 and ᾱ(1) = 0.',
+    ),
+    "sigmoid_ends_not_tempered": Mistake(
+        'sigmoid end points not divided by the temperature κ',
+        'The ends are S(start/κ) and S(end/κ), with the same κ as the middle term.',
+    ),
+    "karras_rho_ignored": Mistake(
+        'Karras σ spaced linearly (ρ ignored)',
+        'Space σ^(1/ρ) linearly between σ_min^(1/ρ) and σ_max^(1/ρ), then raise to the power ρ.',
+    ),
+    "karras_capped": Mistake(
+        'Karras betas capped at 0.999',
+        'Call betas_from_alphas_cumprod(…, max_beta=1.0): the cap would change σ_max when T is small.',
+    ),
+    "alpha_bar_prev_wrong_way": Mistake(
+        'ᾱ_{t−1} shifted the wrong way',
+        'ᾱ_prev[t] is ᾱ[t − 1]: a 1 in front, then ᾱ_0 … ᾱ_{T−2} (drop the last, not the first).',
+    ),
+    "snr_log": Mistake(
+        'log-SNR instead of SNR',
+        'SNR_t = ᾱ_t / (1 − ᾱ_t), without a logarithm.',
+    ),
+    "posterior_variance_inverted": Mistake(
+        'β̃ ratio upside down',
+        'β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t): ᾱ_{t−1} on top, ᾱ_t below.',
+    ),
+    "log_variance_floored": Mistake(
+        'log β̃ floored instead of borrowing β̃_1 at t = 0',
+        'Replace β̃_0 = 0 by β̃_1 before the logarithm, as DDPM does; a tiny floor gives a huge negative log.',
+    ),
+    "posterior_alpha_bar_for_alpha": Mistake(
+        '√ᾱ_t where √α_t belongs in the weight of x_t',
+        'coef2 = √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t), with the one-step α_t = 1 − β_t.',
+    ),
+    "extract_assumes_4d": Mistake(
+        'extract assumes 4-D x',
+        'Reshape to (B,) followed by x.ndim − 1 ones: x may be (B, D) or (B, C, H, W).',
+    ),
+    "noise_coefficient_one_minus_sqrt": Mistake(
+        '1 − √ᾱ_t instead of √(1 − ᾱ_t)',
+        "The noise's weight is the square root of (1 − ᾱ_t); the variances, not the scales, add to 1.",
+    ),
+    "conversion_parentheses": Mistake(
+        'only the second term divided (parentheses missing)',
+        'Divide the whole difference: (x_t − …) / coefficient.',
+    ),
+    "conversion_coefficients_swapped": Mistake(
+        'the two coefficients of the v conversion swapped',
+        'x̂_0 = √ᾱ_t x_t − √(1 − ᾱ_t) v and ε̂ = √(1 − ᾱ_t) x_t + √ᾱ_t v.',
+    ),
     # §2.1–§2.2 the timestep embedding
     "sin_cos_swapped": Mistake(
         "sines and cosines swapped",
@@ -210,6 +295,10 @@ MISTAKES: dict[str, Mistake] = {
         "attention without the 1/√d scaling",
         "Divide the scores q kᵀ by √d before the softmax (Vaswani et al. 2017, eq. 1).",
     ),
+    "attention_scaled_by_d": Mistake(
+        "attention scaled by 1/d instead of 1/√d",
+        "Divide the scores by the square root of the head width d: q·k sums d products, so its spread grows like √d.",
+    ),
     "attention_scaled_by_channels": Mistake(
         "attention scaled by 1/√C instead of 1/√d",
         "d is the width of one head, C / num_heads, not the full channel count.",
@@ -241,6 +330,102 @@ MISTAKES: dict[str, Mistake] = {
     "head_not_zero": Mistake(
         "the output head is not zero-initialised",
         "Set head_conv's weight and bias to zero (nn.init.zeros_): a fresh network predicts 0 (§2.6).",
+    ),
+    # §2.1–§2.7, more: the fresh-eyes study's slips
+    "frequency_index_from_one": Mistake(
+        "frequency index starts at 1",
+        "i runs over 0, 1, …, h − 1 (torch.arange(h)), so the first frequency is ω_0 = max_period^0 = 1; "
+        "starting at 1 shifts every frequency one step down.",
+    ),
+    "max_period_ignored": Mistake(
+        "max_period ignored (10000 hard-coded)",
+        "Use the max_period argument in ω_i = max_period^(−i/h); 10000 is only its default.",
+    ),
+    "embedding_float32": Mistake(
+        "sinusoids computed in float32, then cast",
+        "Compute the angles, sines and cosines in the dtype you are given (t.to(dtype), torch.arange(…, dtype=dtype)): "
+        "float32 angles of up to ~1000 radians lose about 1e-4, which no later cast brings back.",
+    ),
+    "sinusoids_wrong_dtype": Mistake(
+        "sinusoids not made in the weights' dtype",
+        "Call timestep_embedding(t, base_dim, dtype=self.linear_1.weight.dtype): a float64 (or half-precision) "
+        "model cannot multiply float32 sinusoids.",
+    ),
+    "silu_before_norm": Mistake(
+        "SiLU and GroupNorm in the wrong order",
+        "Each convolution's input is SiLU(GroupNorm(·)): normalise first, then the activation (norm1 → SiLU → conv1, "
+        "norm2 → SiLU → dropout → conv2).",
+    ),
+    "groupnorm_arguments_swapped": Mistake(
+        "GroupNorm's arguments swapped",
+        "nn.GroupNorm takes the number of groups first, then the channels: nn.GroupNorm(groups, channels).",
+    ),
+    "embedding_not_reshaped": Mistake(
+        "embedding added without reshaping to (B, C_out, 1, 1)",
+        "embed_proj gives (B, C_out); index it [:, :, None, None] before adding it to h (B, C_out, H, W), or "
+        "broadcasting lines it up with H and W instead of B and C.",
+    ),
+    "heads_split_by_reshape": Mistake(
+        "heads split by a plain reshape",
+        "Reshape (B, N, C) to (B, N, heads, d), then transpose to (B, heads, N, d) (and back the same way): "
+        "reshaping straight to (B, heads, N, d) mixes positions and channels across heads.",
+    ),
+    "attention_output_not_transposed": Mistake(
+        "attention output reshaped without the transpose",
+        "to_out gives (B, N, C): transpose it to (B, C, N) before reshaping to (B, C, H, W), as the tokens were made.",
+    ),
+    "queries_keys_swapped": Mistake(
+        "queries and keys swapped",
+        "to_qkv's output is the queries, then the keys, then the values: q, k, v = to_qkv(tokens).chunk(3, dim=-1).",
+    ),
+    "upsample_conv_first": Mistake(
+        "Upsample convolves before interpolating",
+        "Interpolate first, then the 3×3 convolution: conv(F.interpolate(x, scale_factor=2, mode=\"nearest\")).",
+    ),
+    "upsample_tiled": Mistake(
+        "the image tiled instead of each pixel repeated",
+        "x.repeat(1, 1, 2, 2) puts four copies of the whole image side by side; nearest-neighbour "
+        "F.interpolate (or repeat_interleave on H and W) turns each pixel into a 2×2 block.",
+    ),
+    "downsample_pooled": Mistake(
+        "pooling instead of a strided convolution",
+        "Downsample is one 3×3 convolution with stride=2 and padding=1: no pooling, and no stride-1 convolution.",
+    ),
+    "decoder_blocks_count": Mistake(
+        "n decoder blocks per level instead of n + 1",
+        "Each decoder level has num_res_blocks + 1 residual blocks: the extra one takes the skip of the level's "
+        "Downsample (or of the stem), so every kept skip is popped once (§2.6).",
+    ),
+    "dropout_not_passed": Mistake(
+        "dropout not passed to the residual blocks",
+        "Build every ResidualBlock, encoder, middle and decoder, with UNet's dropout argument.",
+    ),
+    "num_heads_not_passed": Mistake(
+        "num_heads not passed to an attention block",
+        "Build every AttentionBlock, the middle one included, with AttentionBlock(c, num_heads, groups).",
+    ),
+    "groups_not_passed": Mistake(
+        "the groups argument not used everywhere",
+        "Every GroupNorm of the network, head_norm and the blocks' included, uses UNet's groups argument "
+        "(nn.GroupNorm(groups, C)); do not hard-code 8.",
+    ),
+    "stem_ignores_cond": Mistake(
+        "the stem ignores cond_channels",
+        "The condition image is concatenated to x before the stem: stem = Conv2d(in_channels + cond_channels, C, 3, "
+        "padding=1) (0 extra channels unless Phase 5 asks for them).",
+    ),
+    "skip_concat_order": Mistake(
+        "skip concatenated before h",
+        "Concatenate in the order torch.cat([h, skips.pop()], dim=1): h's channels first, then the skip's.",
+    ),
+    "head_silu_missing": Mistake(
+        "the head's SiLU is missing",
+        "The head is head_conv(SiLU(head_norm(h))), like the inside of every residual block.",
+    ),
+    "skips_popped_wrong_order": Mistake(
+        "skips popped in the wrong order",
+        "The decoder takes the skips last in, first out: skips.pop() returns the newest, which has the "
+        "decoder's current resolution; skips.pop(0) returns the stem's, full-size one.",
     ),
     # §3.1–§3.4 training
     "data_unit_range": Mistake(
@@ -293,6 +478,11 @@ MISTAKES: dict[str, Mistake] = {
         "the model is given x_0 instead of x_t",
         "Noise the images first (x_t = q_sample(x0, t, noise)) and give the network x_t and t.",
     ),
+    "training_labels_ignored": Mistake(
+        "class_labels not passed to the model",
+        "Call model(x_t, t, class_labels): without them a class-conditional model learns only the "
+        "unconditional answer.",
+    ),
     "ema_no_warmup": Mistake(
         "EMA decay without its warm-up",
         "Use min(max_decay, (1 + step) / (10 + step)): early averages must forget fast.",
@@ -300,6 +490,88 @@ MISTAKES: dict[str, Mistake] = {
     "ema_inverted": Mistake(
         "EMA decay inverted",
         "θ_ema ← decay · θ_ema + (1 − decay) · θ: the decay (close to 1) multiplies the average, not the new weights.",
+    ),
+    "data_not_stretched": Mistake(
+        "images shifted but not stretched",
+        "x − 0.5 gives [−0.5, 0.5], a range half as wide as the model expects: stretch as well as shift, x ↦ 2x − 1.",
+    ),
+    "v_args_swapped": Mistake(
+        "v with x_0 and ε swapped",
+        "v_target takes (x0, t, noise, schedule) in that order; swapped, it gives √ᾱ_t x_0 − √(1 − ᾱ_t) ε.",
+    ),
+    "snr_clip_wrong_way": Mistake(
+        "min-SNR clip in the wrong direction (max instead of min)",
+        "The weight uses min(SNR_t, γ): snr.clamp(max=gamma) caps the large SNRs at γ, clamp(min=gamma) "
+        "raises the small ones instead.",
+    ),
+    "alpha_bar_as_snr": Mistake(
+        "ᾱ_t used in place of SNR_t",
+        "SNR_t = ᾱ_t / (1 − ᾱ_t) (schedule.snr), not ᾱ_t itself: ᾱ_t ≤ 1 is never clipped by γ.",
+    ),
+    "min_snr_gamma_ignored": Mistake(
+        "the gamma argument ignored (γ = 5 hard-coded)",
+        "Clip at the gamma you were given: 5 is only the paper's default, and callers pass others.",
+    ),
+    "loss_weights_after_mean": Mistake(
+        "weights applied after averaging over the batch",
+        "mean(w) · mean(ℓ) forgets which image had which weight: weight each image's own mean error, then average.",
+    ),
+    "huber_without_half": Mistake(
+        "Huber loss without the ½",
+        "Huber's quadratic zone is d²/2, which meets the linear zone δ(|d| − δ/2) smoothly at |d| = δ: "
+        "F.huber_loss has it.",
+    ),
+    "loss_type_ignored": Mistake(
+        "loss_type ignored (always the squared error)",
+        "Pick the per-pixel error from loss_type: d² for \"l2\", |d| for \"l1\", Huber's for \"huber\".",
+    ),
+    "loss_weights_normalised": Mistake(
+        "weighted loss divided by the sum of the weights",
+        "The loss is (1/B) Σ_b w_b ℓ_b: divide by the batch size, not by Σ_b w_b, which would undo the "
+        "scale of the min-SNR weights.",
+    ),
+    "t_upper_bound_off_by_one": Mistake(
+        "t drawn from {0, …, T−2}",
+        "torch.randint's upper bound is already exclusive: torch.randint(0, T, …) reaches T − 1.",
+    ),
+    "step_draws_only_missing": Mistake(
+        "only the missing one of t and the noise drawn",
+        "When either is None, draw both with sample_training_inputs and keep the one you were given: the "
+        "generator then moves on the same way whatever the caller passes.",
+    ),
+    "step_snr_gamma_ignored": Mistake(
+        "min-SNR weights not applied",
+        "When snr_gamma is set, give diffusion_loss the weights min_snr_weights(t, schedule, prediction, snr_gamma).",
+    ),
+    "step_gamma_not_passed": Mistake(
+        "snr_gamma not passed on (γ = 5 always)",
+        "Call min_snr_weights(t, schedule, prediction, snr_gamma): without the last argument, its default γ = 5 is used.",
+    ),
+    "step_loss_type_not_passed": Mistake(
+        "loss_type not passed on to diffusion_loss",
+        "Call diffusion_loss(output, target, loss_type, weights): without loss_type, its default \"l2\" is used.",
+    ),
+    "target_from_xt": Mistake(
+        "target computed from x_t instead of x_0",
+        "training_target takes the clean x0 and the noise: x_t is only the model's input.",
+    ),
+    "ema_warmup_off_by_one": Mistake(
+        "EMA warm-up off by one step",
+        "The warm-up is (1 + step) / (10 + step): 0.1 at step 0, not 0 (which would copy the model outright).",
+    ),
+    "ema_max_not_min": Mistake(
+        "max instead of min in the EMA decay",
+        "min(max_decay, (1 + step) / (10 + step)): max_decay is a cap, which the warm-up ratio must never exceed.",
+    ),
+    "ema_buffers_not_copied": Mistake(
+        "buffers not copied into the EMA model",
+        "After the parameters, copy each buffer (e.g. BatchNorm statistics) across: "
+        "for b_ema, b in zip(ema_model.buffers(), model.buffers()): b_ema.copy_(b).",
+    ),
+    "ema_not_in_place": Mistake(
+        "EMA parameters rebound, not updated in place",
+        "`averaged = decay * averaged + …` only gives the loop variable a new tensor: change the parameter itself, "
+        "averaged.mul_(decay).add_(current, alpha=1 − decay) (or averaged.lerp_(current, 1 − decay)).",
     ),
     # §4.1–§4.7 sampling
     "x0_not_clipped": Mistake(
@@ -347,6 +619,11 @@ MISTAKES: dict[str, Mistake] = {
         "η ignored",
         "σ = η · √((1 − ᾱ_prev) / (1 − ᾱ_t)) · √(1 − ᾱ_t / ᾱ_prev): η = 0 means no noise, η = 1 DDPM-like noise.",
     ),
+    "ddim_not_clamped": Mistake(
+        "1 − ᾱ_prev − σ² not clamped at 0 before the square root",
+        "At η = 1 it is mathematically ≥ 0 but rounds to about −1e-8 in float32 on long jumps: "
+        ".clamp(min=0) before .sqrt(), or those steps return NaN.",
+    ),
     "ddim_no_sigma_correction": Mistake(
         "the DDIM direction term without its σ² correction",
         "The direction pointing to x_t is √(1 − ᾱ_prev − σ²) · ε̂: the noise σ z takes its share of the variance.",
@@ -378,6 +655,108 @@ MISTAKES: dict[str, Mistake] = {
     "loop_eta_ignored": Mistake(
         "the loop's η not passed on",
         "Give ddim_step the loop's eta, and draw z for each step when η > 0.",
+    ),
+    "loop_guidance_ignored": Mistake(
+        "guidance_scale not passed on",
+        "Call call_model(model, x, t, class_labels, guidance_scale): without it the loop samples "
+        "unguided and sample.py --guidance-scale changes nothing.",
+    ),
+    "loop_labels_ignored": Mistake(
+        "class_labels not passed on",
+        "Call call_model(model, x, t, class_labels, guidance_scale): without the labels the model "
+        "draws any class.",
+    ),
+    "clipped_when_not_asked": Mistake(
+        "x̂_0 clipped although clip_x0=False",
+        "Clamp x̂_0 (and recompute ε̂) only inside `if clip_x0:`; with clip_x0=False both come straight from "
+        "the conversions.",
+    ),
+    "v_conversions_swapped": Mistake(
+        "the two v conversions swapped",
+        "For v-prediction, x̂_0 = x0_from_v(x_t, t, v) and ε̂ = eps_from_v(x_t, t, v): each function is named "
+        "after what it returns.",
+    ),
+    "prediction_types_confused": Mistake(
+        "another prediction type's conversion",
+        "The output is ε̂ itself for \"eps\" (x̂_0 = x0_from_eps), x̂_0 itself for \"x0\" (ε̂ = eps_from_x0), "
+        "and neither for \"v\" (both from the v conversions): check which branch handles which type.",
+    ),
+    "alpha_bar_at_past_table": Mistake(
+        "t + 1 used on a table of only T values",
+        "alphas_cumprod and alphas_cumprod_prev hold T values, so index t + 1 runs past the end at t = T − 1. "
+        "Index t + 1 only into the padded table [1, ᾱ_0, …, ᾱ_{T−1}] of T + 1 values.",
+    ),
+    "alpha_bar_at_dtype": Mistake(
+        "ᾱ left in the schedule's dtype",
+        "Return the values in x's dtype (and on x's device): `.to(x.dtype)`, as extract (§1.5) does; a float64 "
+        "schedule must not turn a float32 batch into float64.",
+    ),
+    "alpha_bar_at_sqrt": Mistake(
+        "√ᾱ instead of ᾱ",
+        "Build the table from schedule.alphas_cumprod, not sqrt_alphas_cumprod: the callers take the square roots "
+        "they need themselves.",
+    ),
+    "x0_weight_no_sqrt": Mistake(
+        "ᾱ_prev where √ᾱ_prev weights x̂_0",
+        "x̂_0 is scaled like a signal, by a square root: √ᾱ_prev (in the posterior mean, √ᾱ_prev · β / (1 − ᾱ_t)).",
+    ),
+    "posterior_alpha_no_sqrt": Mistake(
+        "α where √α weights x_t",
+        "The weight of x_t in the posterior mean is √α (1 − ᾱ_prev) / (1 − ᾱ_t), with α = ᾱ_t / ᾱ_prev.",
+    ),
+    "step_alpha_bar_for_prev": Mistake(
+        "ᾱ_t used where ᾱ_prev belongs",
+        "Where the step lands is t_prev: √ᾱ_prev weights x̂_0 and (1 − ᾱ_prev) goes into the weight of x_t; "
+        "ᾱ_t only appears in α = ᾱ_t / ᾱ_prev and in the denominator (1 − ᾱ_t).",
+    ),
+    "posterior_arguments_swapped": Mistake(
+        "x̂_0 and x_t passed to posterior_mean_variance in the wrong order",
+        "Its signature is posterior_mean_variance(x0_hat, x_t, t, t_prev, schedule, variance): x̂_0 comes "
+        "first, unlike in ddpm_step's own arguments.",
+    ),
+    "ddim_sigma_ratio_inverted": Mistake(
+        "the ratio in σ upside down (NaN)",
+        "σ = η · √((1 − ᾱ_prev) / (1 − ᾱ_t)) · √(1 − ᾱ_t / ᾱ_prev): ᾱ_t / ᾱ_prev is below 1; "
+        "its inverse makes 1 − … negative and the square root NaN.",
+    ),
+    "ddim_sigma_squared": Mistake(
+        "σ² used as σ",
+        "Eq. 16 gives σ with two square roots: σ = η · √((1 − ᾱ_prev) / (1 − ᾱ_t)) · √(1 − ᾱ_t / ᾱ_prev).",
+    ),
+    "timesteps_truncated": Mistake(
+        "timesteps truncated instead of rounded",
+        ".long() cuts off the fraction (332.9999 becomes 332): call .round() first, then .long().",
+    ),
+    "leading_stride_not_integer": Mistake(
+        "leading stride not an integer",
+        "leading uses the integer stride T // N: 0, k, 2k, … with k = T // N (the real T / N is trailing's).",
+    ),
+    "linspace_to_T": Mistake(
+        "linspace spread up to T",
+        "T is not a timestep: spread the N values over 0 … T − 1, torch.linspace(0, T − 1, N).",
+    ),
+    "loop_variance_ignored": Mistake(
+        "variance not passed on",
+        "Give ddpm_step the loop's variance: without it \"large\" runs as the default \"small\".",
+    ),
+    "loop_prediction_ignored": Mistake(
+        "prediction type not passed on",
+        "Call model_predictions(output, x, t, schedule, prediction, clip_x0): without it every model is read "
+        "as an ε-prediction.",
+    ),
+    "loop_spacing_ignored": Mistake(
+        "spacing not passed on",
+        "Call inference_timesteps(T, num_steps, spacing) with the loop's spacing, not the default.",
+    ),
+    "loop_pairs_ignored": Mistake(
+        "every step taken as t → t − 1",
+        "With N < T steps the pairs jump: take t_prev from timestep_pairs(…) (the next listed timestep, −1 "
+        "at the end), not t − 1.",
+    ),
+    "trajectory_after_step": Mistake(
+        "trajectory recorded after the step",
+        "Call trajectory.record(t, x, x0_hat) before x is replaced by the step's output, so each frame pairs "
+        "x_t with the x̂_0 predicted from it.",
     ),
     # §5.1–§5.3 class conditioning and guidance
     "class_embedding_ignored": Mistake(
@@ -412,6 +791,48 @@ MISTAKES: dict[str, Mistake] = {
     "label_dropout_at_sampling": Mistake(
         "labels dropped at sampling time",
         "Label dropout belongs to training only: every image of the conditional half keeps its label.",
+    ),
+    "class_embedding_concatenated": Mistake(
+        "class embedding concatenated instead of added",
+        "The blocks expect a (B, D) embedding: add the two, time_emb + class_embedding(class_labels); "
+        "torch.cat makes it (B, 2D).",
+    ),
+    "class_embedding_multiplied": Mistake(
+        "class embedding multiplied instead of added",
+        "Add the class row to the time embedding: in a product, a small entry of either one erases the other.",
+    ),
+    "null_label_past_table": Mistake(
+        "the null label past the end of the table (K + 1)",
+        "The table has K + 1 rows, 0 … K: the null label is K itself (num_classes), its last row.",
+    ),
+    "generator_ignored": Mistake(
+        "the generator argument not used",
+        "Draw with generator=generator, and pass it on to the functions that draw: without it the draws come "
+        "from torch's global random state, and a seed no longer fixes them.",
+    ),
+    "label_draws_shaped_b1": Mistake(
+        "label draws shaped (B, 1) instead of (B,)",
+        "Draw one number per label, torch.rand(class_labels.shape): a (B, 1) column broadcasts against the "
+        "(B,) labels into a (B, B) table.",
+    ),
+    "label_dropout_upper_tail": Mistake(
+        "labels dropped where the draw is above 1 − p_uncond",
+        "The rate is the same, but the contract drops the images whose draw is below p_uncond: "
+        "torch.where(draws < p_uncond, null, class_labels).",
+    ),
+    "cfg_t_not_doubled": Mistake(
+        "timesteps not doubled with the batch",
+        "The doubled batch needs its timesteps doubled too, torch.cat([t, t]): image i and its copy i + B share t_i.",
+    ),
+    "cfg_null_label_ignored": Mistake(
+        "the null_label argument not used",
+        "The unconditional half takes the label null_label (the model's K), not one guessed from the labels: "
+        "on a batch without the last class a guess is a real class.",
+    ),
+    "cfg_w_minus_one": Mistake(
+        "guidance scale shifted by one (w − 1)",
+        "out = out_∅ + w · (out_c − out_∅) with w as given: w = 1 is the plain conditional prediction. "
+        "Only the paper's w is ours minus one.",
     ),
     # §5.4–§5.6 degradations, the enhancement pair, inpainting
     "degradation_clamped": Mistake(
@@ -453,5 +874,71 @@ MISTAKES: dict[str, Mistake] = {
     "known_region_clean": Mistake(
         "the known region replaced with the clean image instead of the noised one",
         "At t_prev the known pixels must carry the noise of t_prev: √ᾱ' x_0 + √(1 − ᾱ') z (x_0 itself only at t_prev = −1).",
+    ),
+    "blur_replicate_padding": Mistake(
+        "blur padded by replicating the border",
+        "Pad by reflection, mode=\"reflect\", in both passes: replicate repeats the border pixel and weighs it "
+        "too much.",
+    ),
+    "blur_pad_axes_swapped": Mistake(
+        "F.pad's (left, right, top, bottom) order confused",
+        "The tuple starts with the last dimension: (r, r, 0, 0) pads the width, before the pass along the width; "
+        "(0, 0, r, r) pads the height, before the pass along the height.",
+    ),
+    "blur_kernel_dtype": Mistake(
+        "kernel not in the images' dtype",
+        "Build the kernel with gaussian_kernel(sigma, images.dtype), on images.device: conv2d refuses a float32 "
+        "kernel on float64 images.",
+    ),
+    "superres_bicubic": Mistake(
+        "upsampled bicubically instead of bilinearly",
+        "Bring the low-resolution image back with mode=\"bilinear\", align_corners=False: the degradation is "
+        "defined with it (bicubic overshoots at edges).",
+    ),
+    "superres_interpolated_down": Mistake(
+        "low-resolution image interpolated instead of block-averaged",
+        "Make it with F.avg_pool2d(images, factor), each pixel the mean of its k×k block: interpolating down "
+        "reads only a few pixels of each block (it agrees at factor 2 only).",
+    ),
+    "jpeg_tiles_not_transposed": Mistake(
+        "tiles cut without the transpose",
+        "reshape(B, C, H/b, b, W/b, b).transpose(3, 4) puts each tile's b×b pixels last; a plain reshape to "
+        "(…, H/b, W/b, b, b) mixes rows of different tiles. Reassemble the same way back.",
+    ),
+    "jpeg_forward_as_inverse": Mistake(
+        "forward DCT used as the inverse",
+        "The inverse of C = D X Dᵀ is X = Dᵀ C D (D is orthonormal): the transposes change sides.",
+    ),
+    "jpeg_floor": Mistake(
+        "coefficients floored instead of rounded",
+        "Quantise with step · torch.round(C / step): floor moves every coefficient down, half a step on average.",
+    ),
+    "jpeg_step_one_frequency": Mistake(
+        "quantisation step depends on one frequency only",
+        "step(u, v) = quality_step · (1 + u + v) is a b×b table: a column of u plus a row of v. A 1-D (1 + u) "
+        "broadcasts along one axis only.",
+    ),
+    "mask_fill_ignored": Mistake(
+        "the fill argument ignored",
+        "Hidden pixels take the value fill: mask · images + (1 − mask) · fill (mask · images alone fills with 0).",
+    ),
+    "pair_swapped": Mistake(
+        "(x0, cond) returned in the wrong order",
+        "condition_pair returns the target first and its degraded copy second: return x0, cond.",
+    ),
+    "inpaint_noise_everywhere": Mistake(
+        "noise added to the whole image, not only the known region",
+        "Only the original needs noising: known = √ᾱ' x_0 + √(1 − ᾱ') z, then mask · known + (1 − mask) · "
+        "x_generated; the generated pixels carry their noise already.",
+    ),
+    "pair_alpha_inverted": Mistake(
+        "the pair's α inverted (ᾱ_prev / ᾱ_t)",
+        "Over the jump, α = ᾱ_t / ᾱ_{t_prev}: the noisier over the cleaner, at most 1. Its inverse exceeds 1, "
+        "and √(1 − α) is NaN.",
+    ),
+    "renoise_alpha_bar_t": Mistake(
+        "ᾱ_t used instead of the pair's α",
+        "x_{t_prev} is not the clean image: the jump t_prev → t has α = ᾱ_t / ᾱ_{t_prev}; √ᾱ_t and √(1 − ᾱ_t) "
+        "noise x_0 all the way to t.",
     ),
 }

@@ -75,11 +75,21 @@ def diagnose(mine: nn.Module, reference: nn.Module) -> str | None:
         for pattern, test, key in SHAPE_DIAGNOSES:
             if name in own and own[name] != ref_shape and re.search(pattern, name) and test(own[name], ref_shape):
                 return key
-        if name not in own:
+        if name not in own and not _whole_block_missing(name, own):
             for pattern, key in MISSING_DIAGNOSES:
                 if re.search(pattern, name):
                     return key
     return None
+
+
+def _whole_block_missing(name: str, own: dict) -> bool:
+    """True when the block holding parameter ``name`` is missing altogether ("decoder.0.blocks.1.norm1.weight"
+    with no "decoder.0.blocks.1." at all): a missing block, not a missing layer inside one."""
+    parts = name.split(".")
+    if len(parts) < 3:
+        return False
+    block = ".".join(parts[:-2]) + "."
+    return not any(key.startswith(block) for key in own)
 
 
 def load_reference_weights(mine: nn.Module, reference: nn.Module, *, what: str, section: str) -> None:

@@ -15,6 +15,8 @@ Markers (registered in pyproject.toml, enforced with --strict-markers):
     points(n)                  what the check is worth
     exercise(section, name)    the guide section and the function it checks, e.g. ("1.6", "q_sample")
     visibility(v)              Gradescope visibility of a check (default "visible")
+    uses(*functions)           an integration check: it also runs these other learner functions
+                               (the only checks a mistake elsewhere may cost; their name says so)
 
 Fixtures:
     impl   the implementation under test: ``impl.diffusion.q_sample(…)``, run in a
@@ -37,7 +39,7 @@ import torch
 
 from provided.phases import GRADED_IMPLEMENTATIONS, has_reference, resolve_impl
 
-from . import recording, wire
+from . import checker, recording, wire
 from .checker import fail, learner_error_message
 from .sandbox import REPO_ROOT, Conversation, LearnerError, Limits, RemoteObject, Sandbox, learner_files, \
     reference_files
@@ -247,6 +249,7 @@ def check_metadata(item: pytest.Item) -> dict | None:
     phases = [p for p in PHASES if item.get_closest_marker(f"phase{p}")]
     points = item.get_closest_marker("points")
     visibility = item.get_closest_marker("visibility")
+    uses = item.get_closest_marker("uses")
     section, function = exercise.args
     callspec = getattr(item, "callspec", None)
     if function.startswith("{") and callspec is not None:
@@ -274,12 +277,15 @@ def check_metadata(item: pytest.Item) -> dict | None:
         "function": function,
         "name": name,
         "visibility": visibility.args[0] if visibility else "visible",
+        "uses": list(uses.args) if uses else [],
     }
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        check_metadata(item)  # fail collection early on a malformed check
+        meta = check_metadata(item)  # fail collection early on a malformed check
+        if meta is not None:  # so that a crash in learner code names the section of the function that raised
+            checker.SECTIONS.setdefault(meta["function"], meta["section"])
 
 
 # ---------------------------------------------------------------------------

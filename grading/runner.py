@@ -63,6 +63,7 @@ class CheckResult:
     phase: int
     points: float
     visibility: str = "visible"
+    uses: tuple[str, ...] = ()  # other learner functions an integration check runs (the `uses` marker)
     outcome: str = "not run"  # passed | failed | skipped | not run
     output: str = ""
 
@@ -213,7 +214,8 @@ def check_results(collected: list[dict], results: dict[str, dict] | None = None,
     checks = []
     for record in collected:
         check = CheckResult(**{key: record[key] for key in (
-            "nodeid", "name", "number", "section", "function", "phase", "points", "visibility")})
+            "nodeid", "name", "number", "section", "function", "phase", "points", "visibility")},
+                            uses=tuple(record.get("uses", ())))
         outcome = (results or {}).get(check.nodeid)
         if outcome is not None:
             check.outcome, check.output = str(outcome.get("outcome")), str(outcome.get("output", ""))

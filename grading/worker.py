@@ -30,6 +30,8 @@ learner's code can train through a lent model without its code being here.
 from __future__ import annotations
 
 import importlib
+import inspect
+import linecache
 import os
 import signal
 import socket
@@ -108,12 +110,17 @@ class Child:
     def op_call(self, handle: dict, args: list, kwargs: dict, label: str) -> Any:
         function = self.resolve(handle)
         args, kwargs = self.decode(args), self.decode(kwargs)
+        versions = input_versions(function, args, kwargs)
         try:
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
         except BaseException as error:  # noqa: BLE001
             if isinstance(error, (SystemExit, KeyboardInterrupt)):
                 raise
             raise _Report(describe_error(error, label)) from None
+        modified = [name for name, (tensor, version) in versions.items() if tensor._version != version]
+        if modified:
+            raise _Report({"kind": "modified", "label": label, "message": ", ".join(modified)})
+        return result
 
     def op_lend(self, module_handle: dict, name: str, lent: Any) -> None:
         setattr(self.resolve(module_handle), name, self.decode(lent))
@@ -435,6 +442,21 @@ def describe_object(value: Any) -> dict:
             "file": Path(file).name if isinstance(file, str) else ""}
 
 
+def input_versions(function: Any, args: list, kwargs: dict) -> dict[str, tuple[torch.Tensor, int]]:
+    """Each tensor argument of a call, by parameter name, with its in-place version counter.
+
+    torch counts every in-place operation on a tensor (``x += 1``, ``x.clamp_()``,
+    ``x[0] = 0``) in ``tensor._version``: a counter that moved during the call means the
+    learner's function wrote into a tensor its caller still holds.
+    """
+    try:
+        bound = inspect.signature(function).bind_partial(*args, **kwargs).arguments
+    except (TypeError, ValueError):  # a call the signature refuses: the call itself reports it
+        bound = {f"argument {index + 1}": value for index, value in enumerate(args)} | kwargs
+    return {f"`{name}`": (value, value._version) for name, value in bound.items()
+            if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter)}
+
+
 def describe_error(error: BaseException, label: str) -> dict:
     message = _text(error)
     if isinstance(error, NotImplementedError) and message.startswith(STUB_PREFIX):
@@ -442,14 +464,16 @@ def describe_error(error: BaseException, label: str) -> dict:
     if isinstance(error, LentError):
         info = error.info if isinstance(error.info, dict) else {}
         return {**info, "label": label}
-    where = ""
-    for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        path = Path(frame.filename)
+    where, function = "", ""
+    for frame, line in reversed(list(traceback.walk_tb(error.__traceback__))):
+        path = Path(frame.f_code.co_filename)
         if path.parent.resolve() == LEARNER_DIR or path.parent.resolve() == LEARNER_DIR / PACKAGE:
-            where = f"{path.name} line {frame.lineno}: `{_text(frame.line or '', 200).strip()}`"
+            source = linecache.getline(str(path), line).strip()
+            where = f"{path.name} line {line}: `{_text(source, 200)}`"
+            function = frame.f_code.co_qualname  # e.g. "ResidualBlock.forward": the grader finds its section
             break
     return {"kind": "crash", "type": _text(type(error).__name__, 100), "message": message, "where": where,
-            "label": label}
+            "function": function, "label": label}
 
 
 def _text(value: Any, limit: int = MAX_TEXT) -> str:

@@ -752,7 +752,8 @@ def inpaint_combine(
     """
     check_images(x_generated=x_generated, x0_known=x0_known, noise=noise)
     ### BEGIN SOLUTION §5.6
-    # The known pixels must carry the same amount of noise as the generated ones: q_sample to t_prev.
+    # The known pixels must carry the same noise level as the generated ones: the q_sample formula at
+    # t_prev, with ᾱ from alpha_bar_at (ᾱ = 1 at t_prev = −1, where q_sample itself would refuse).
     alpha_bar_prev = alpha_bar_at(t_prev, schedule, x_generated)  # (B, 1, 1, 1)
     known = alpha_bar_prev.sqrt() * x0_known + (1 - alpha_bar_prev).sqrt() * noise
     return mask * known + (1 - mask) * x_generated
@@ -784,7 +785,8 @@ def renoise(
     check_inputs(schedule, t, x_prev=x_prev, noise=noise)
     check_previous_timesteps(t_prev, t)
     ### BEGIN SOLUTION §5.6
-    # The forward step of the whole jump: q_step (§1.7) with the pair's α instead of one step's.
+    # The forward step of the whole jump: q_step's formula (§1.7), but with the pair's
+    # α = ᾱ_t / ᾱ_{t_prev} from alpha_bar_at instead of one step's schedule.alphas[t].
     alpha = alpha_bar_at(t, schedule, x_prev) / alpha_bar_at(t_prev, schedule, x_prev)  # (B, 1, 1, 1)
     return alpha.sqrt() * x_prev + (1 - alpha).sqrt() * noise
     ### END SOLUTION

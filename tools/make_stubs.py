@@ -27,6 +27,7 @@ import argparse
 import difflib
 import re
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,12 +145,18 @@ def to_top_level_imports(text: str, filename: str = "<solution>") -> str:
     return text
 
 
-def stub_out(text: str, filename: str = "<solution>") -> str:
-    """The solution text with each region replaced by its TODO and NotImplementedError."""
+def stub_out(text: str, filename: str = "<solution>", keep_phases: Collection[str] = ()) -> str:
+    """The solution text with each region replaced by its TODO and NotImplementedError.
+
+    Regions of the phases in ``keep_phases`` (e.g. {"4"}) keep their reference code: a
+    submission with exactly those phases done, used to prove each phase is graded alone.
+    """
     lines = text.splitlines()
     out: list[str] = []
     previous_end = -1
     for region in find_regions(text, filename):
+        if region.phase in keep_phases:
+            continue
         out.extend(lines[previous_end + 1 : region.begin])
         first, *rest = region.task
         out.append(f"{region.indent}# TODO §{region.section}: {first}")
@@ -160,16 +167,17 @@ def stub_out(text: str, filename: str = "<solution>") -> str:
     return "\n".join(out) + "\n"
 
 
-def learner_source(text: str, name: str, keep_solutions: bool = False) -> str:
+def learner_source(text: str, name: str, keep_solutions: bool = False, keep_phases: Collection[str] = ()) -> str:
     """The top-level learner file for solution file ``name`` (e.g. "diffusion.py").
 
     With ``keep_solutions`` the regions keep their reference code (used to build
-    mutants: a complete learner file with one deliberate mistake).
+    mutants: a complete learner file with one deliberate mistake); with
+    ``keep_phases`` only the regions of those phases do.
     """
     regions = find_regions(text, name)
     if not regions:
         raise StubError(f"{name}: no exercise region; provided code belongs in provided/, not in solutions/")
-    body = text if keep_solutions else stub_out(text, name)
+    body = text if keep_solutions else stub_out(text, name, keep_phases)
     phases = ",".join(sorted({region.phase for region in regions}))
     return EXERCISE_HEADER.format(phases=phases, name=name) + to_top_level_imports(body, name)
 

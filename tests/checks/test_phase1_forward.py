@@ -1,7 +1,8 @@
 """Phase 1 checks, part 2: the forward process (guide §1.5–§1.9).
 
-Every check builds its schedule with the reference, so a mistake in your
-schedule functions never shows up here: each function is graded alone.
+Every check builds its schedule with the reference, and puts the reference's
+``extract`` into your module while §1.6–§1.9 run, so a mistake in your schedule
+functions or in your extract never shows up here: each function is graded alone.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from grading.checker import check_close
+from grading.modules import reference_parts
 
 pytestmark = pytest.mark.phase1
 
@@ -37,6 +39,11 @@ def build_case(spec: dict, ref, seed: int) -> tuple:
     return x0, noise, other, t, schedule
 
 
+def reference_extract(impl, ref):
+    """While it lasts, your diffusion module calls the reference's extract (§1.5)."""
+    return reference_parts(impl.diffusion.module, ref.diffusion, ("extract",))
+
+
 def per_image(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """values[t] shaped (B, 1, 1, 1), for writing the wrong variants below."""
     return values[t].to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
@@ -61,7 +68,8 @@ def test_extract(impl, ref, x_shape):
         function="extract",
         section="1.5",
         inputs={"values": values, "t": t, "x": x},
-        mistakes={"no_broadcast_shape": values[t].float()},
+        mistakes={"no_broadcast_shape": values[t].float(),
+                  **({"extract_assumes_4d": values[t].float().reshape(-1, 1, 1, 1)} if len(x_shape) != 4 else {})},
     )
 
 
@@ -79,8 +87,10 @@ def test_q_sample(impl, ref, case):
     alpha = per_image(s.alphas, t, x0)
     off_by_one = [per_image(s.alphas_cumprod, t - 1, x0), per_image(s.alphas_cumprod_prev, t, x0),
                   per_image(s.alphas_cumprod, (t + 1).clamp(max=s.num_timesteps - 1), x0)]
+    with reference_extract(impl, ref):
+        got = impl.diffusion.q_sample(x0, t, noise, s)
     check_close(
-        impl.diffusion.q_sample(x0, t, noise, s),
+        got,
         ref.diffusion.q_sample(x0, t, noise, s),
         function="q_sample",
         section="1.6",
@@ -90,6 +100,7 @@ def test_q_sample(impl, ref, case):
             "missing_sqrt": abar * x0 + (1 - abar) * noise,
             "t_off_by_one": [a.sqrt() * x0 + (1 - a).sqrt() * noise for a in off_by_one],
             "coefficients_swapped": (1 - abar).sqrt() * x0 + abar.sqrt() * noise,
+            "noise_coefficient_one_minus_sqrt": abar.sqrt() * x0 + (1 - abar.sqrt()) * noise,
         },
     )
 
@@ -103,8 +114,10 @@ def test_q_step(impl, ref, case):
     beta = per_image(s.betas, t, x_prev)
     abar = per_image(s.alphas_cumprod, t, x_prev)
     shifted = per_image(s.alphas, t - 1, x_prev)
+    with reference_extract(impl, ref):
+        got = impl.diffusion.q_step(x_prev, t, noise, s)
     check_close(
-        impl.diffusion.q_step(x_prev, t, noise, s),
+        got,
         ref.diffusion.q_step(x_prev, t, noise, s),
         function="q_step",
         section="1.7",
@@ -130,8 +143,10 @@ def test_v_target(impl, ref, case):
     x0, noise, _, t, s = case
     a = per_image(s.sqrt_alphas_cumprod, t, x0)
     b = per_image(s.sqrt_one_minus_alphas_cumprod, t, x0)
+    with reference_extract(impl, ref):
+        got = impl.diffusion.v_target(x0, t, noise, s)
     check_close(
-        impl.diffusion.v_target(x0, t, noise, s),
+        got,
         ref.diffusion.v_target(x0, t, noise, s),
         function="v_target",
         section="1.8",
@@ -147,13 +162,15 @@ def _conversion_mistakes(name, x_t, other, a, b):
     """Wrong versions of each conversion: a sign flipped, × for ÷, a square root dropped."""
     if name == "x0_from_eps":
         return {"conversion_sign": (x_t + b * other) / a, "conversion_multiplied": (x_t - b * other) * a,
-                "missing_sqrt": (x_t - b**2 * other) / a**2}
+                "missing_sqrt": (x_t - b**2 * other) / a**2, "conversion_parentheses": x_t - b * other / a}
     if name == "eps_from_x0":
         return {"conversion_sign": (x_t + a * other) / b, "conversion_multiplied": (x_t - a * other) * b,
-                "missing_sqrt": (x_t - a**2 * other) / b**2}
+                "missing_sqrt": (x_t - a**2 * other) / b**2, "conversion_parentheses": x_t - a * other / b}
     if name == "x0_from_v":
-        return {"conversion_sign": a * x_t + b * other, "missing_sqrt": a**2 * x_t - b**2 * other}
-    return {"conversion_sign": b * x_t - a * other, "missing_sqrt": b**2 * x_t + a**2 * other}
+        return {"conversion_sign": a * x_t + b * other, "missing_sqrt": a**2 * x_t - b**2 * other,
+                "conversion_coefficients_swapped": b * x_t - a * other}
+    return {"conversion_sign": b * x_t - a * other, "missing_sqrt": b**2 * x_t + a**2 * other,
+            "conversion_coefficients_swapped": a * x_t + b * other}
 
 
 @pytest.mark.points(1)
@@ -166,8 +183,10 @@ def test_conversions(impl, ref, case, name):
     a = per_image(s.sqrt_alphas_cumprod, t, x_t)
     b = per_image(s.sqrt_one_minus_alphas_cumprod, t, x_t)
     argument = {"x0_from_eps": "eps", "eps_from_x0": "x0"}.get(name, "v")
+    with reference_extract(impl, ref):
+        got = getattr(impl.diffusion, name)(x_t, t, other, s)
     check_close(
-        getattr(impl.diffusion, name)(x_t, t, other, s),
+        got,
         getattr(ref.diffusion, name)(x_t, t, other, s),
         function=name,
         section="1.9",

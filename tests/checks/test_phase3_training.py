@@ -58,7 +58,8 @@ def test_to_model_range(impl, ref):
     check_close(
         impl.train.to_model_range(images), ref.train.to_model_range(images),
         function="to_model_range", section="3.1", inputs={"images": images},
-        mistakes={"data_unit_range": images, "data_scaled_255": [images / 127.5 - 1, images / 255 * 2 - 1]},
+        mistakes={"data_unit_range": images, "data_scaled_255": [images / 127.5 - 1, images / 255 * 2 - 1],
+                  "data_not_stretched": images - 0.5},
     )
 
 
@@ -68,17 +69,24 @@ def test_to_model_range(impl, ref):
 def test_training_target(impl, ref, schedule, batch, prediction):
     """training_target is ε, x_0 or v for each prediction type"""
     x0, noise, t = batch
-    v = ref.diffusion.v_target(x0, t, noise, schedule)
-    mistakes = {"v_wrong_sign": -v} if prediction == "v" else {}
-    mistakes["eps_target_for_v" if prediction == "v" else "targets_swapped"] = noise if prediction != "eps" else x0
     with reference_parts(impl.train.module, ref.diffusion, HELPERS):
         got = impl.train.training_target(prediction, x0, noise, t, schedule)
     check_close(
         got, ref.train.training_target(prediction, x0, noise, t, schedule),
         function="training_target", section="3.1",
         inputs={"prediction": prediction, "x0": x0, "noise": noise, "t": t, "schedule": schedule},
-        mistakes=mistakes,
+        mistakes=target_mistakes(ref, prediction, x0, noise, t, schedule),
     )
+
+
+def target_mistakes(ref, prediction: str, x0, noise, t, schedule) -> dict:
+    """The wrong targets that the checks of training_target name."""
+    if prediction != "v":
+        return {"targets_swapped": noise if prediction == "x0" else x0}
+    alpha_bar = per_image(schedule.alphas_cumprod[t])
+    return {"v_wrong_sign": -ref.diffusion.v_target(x0, t, noise, schedule), "eps_target_for_v": noise,
+            "missing_sqrt": alpha_bar * noise - (1 - alpha_bar) * x0,
+            "v_args_swapped": ref.diffusion.v_target(noise, t, x0, schedule)}
 
 
 # ---------------------------------------------------------------------------
@@ -100,14 +108,25 @@ def check_min_snr_weights(impl, ref, schedule, t: torch.Tensor, prediction: str,
     clipped = snr.clamp(max=gamma)
     formulas = {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}
     unclipped = {"eps": torch.ones_like(snr), "x0": snr, "v": snr / (snr + 1)}
+
+    def weight(snr: torch.Tensor, clipped: torch.Tensor) -> torch.Tensor:  # the prediction's formula, any SNR
+        return {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}[prediction]
+
+    earlier, alpha_bar = schedule.snr[t - 1], schedule.alphas_cumprod[t]  # t − 1 wraps round at t = 0
+    mistakes = {"snr_not_clipped": unclipped[prediction],
+                "min_snr_formula": [w for name, w in formulas.items() if name != prediction],
+                "snr_clip_wrong_way": weight(snr, snr.clamp(min=gamma)),
+                "t_off_by_one": weight(earlier, earlier.clamp(max=gamma)),
+                "alpha_bar_as_snr": weight(alpha_bar, alpha_bar.clamp(max=gamma))}
+    if gamma != 5.0:
+        mistakes["min_snr_gamma_ignored"] = weight(snr, snr.clamp(max=5.0))
     with reference_parts(impl.train.module, ref.diffusion, HELPERS):
         got = impl.train.min_snr_weights(t, schedule, prediction, gamma)
     check_close(
         got, ref.train.min_snr_weights(t, schedule, prediction, gamma),
         function="min_snr_weights", section="3.2",
         inputs={"t": t, "schedule": schedule, "prediction": prediction, "gamma": gamma},
-        mistakes={"snr_not_clipped": unclipped[prediction],
-                  "min_snr_formula": [w for name, w in formulas.items() if name != prediction]},
+        mistakes=mistakes,
     )
 
 
@@ -133,8 +152,18 @@ def check_diffusion_loss(impl, ref, output: torch.Tensor, target: torch.Tensor, 
     w = weights if weights is not None else torch.ones(len(output), dtype=output.dtype)
     mistakes = {"loss_wrong_reduction": [(per_pixel.sum(dim=(1, 2, 3)) * w).mean(), (per_pixel.mean(dim=(1, 2, 3)) * w).sum(),
                                          (per_pixel * per_image(w)).sum()]}
+    loss = lambda per_pixel: (per_pixel.mean(dim=(1, 2, 3)) * w).mean()  # noqa: E731 (the right reduction)
     if weights is not None:
         mistakes["loss_weights_ignored"] = per_pixel.mean()
+        mistakes["loss_weights_after_mean"] = per_pixel.mean() * w.mean()
+        mistakes["loss_weights_normalised"] = (per_pixel.mean(dim=(1, 2, 3)) * w).sum() / w.sum()
+        if output.shape[-1] == len(w):  # (B,) weights broadcast against W without an error
+            mistakes["no_broadcast_shape"] = (per_pixel * w).mean()
+    if loss_type == "huber":
+        error = (output - target).abs()
+        mistakes["huber_without_half"] = loss(torch.where(error <= 1, error**2, error - 0.5))
+    if loss_type != "l2":
+        mistakes["loss_type_ignored"] = loss(F.mse_loss(output, target, reduction="none"))
     got = impl.train.diffusion_loss(output, target, loss_type, weights)
     check_close(
         got, ref.train.diffusion_loss(output, target, loss_type, weights),
@@ -153,26 +182,39 @@ def check_diffusion_loss(impl, ref, output: torch.Tensor, target: torch.Tensor, 
 @pytest.mark.exercise("3.3", "sample_training_inputs")
 def test_sample_training_inputs(impl, ref):
     """sample_training_inputs draws t ∈ {0, …, T−1}, then ε shaped like x0, from the generator"""
-    x0 = torch.zeros((6, 3, 4, 5), dtype=torch.float32)
-    got_t, got_noise = impl.train.sample_training_inputs(x0, T, torch.Generator().manual_seed(7))
-    want_t, want_noise = ref.train.sample_training_inputs(x0, T, torch.Generator().manual_seed(7))
+    check_sample_training_inputs(impl, ref, torch.zeros((6, 3, 4, 5), dtype=torch.float32), T, seed=7)
 
-    def drawn(first: str) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(7)
-        if first == "noise":
-            noise = torch.randn(x0.shape, generator=generator)
-            return torch.randint(0, T, (6,), generator=generator), noise
-        return torch.randint(1, T + 1, (6,), generator=generator), torch.randn(x0.shape, generator=generator)
 
-    swapped_t, swapped_noise = drawn("noise")
-    from_one_t, _ = drawn("t from one")
-    inputs = {"x0": x0, "num_timesteps": T, "generator": "torch.Generator().manual_seed(7)"}
+def check_sample_training_inputs(impl, ref, x0: torch.Tensor, num_timesteps: int, seed: int) -> None:
+    """The learner's t and noise against the reference's, for one seed, naming the wrong draws."""
+    generator = torch.Generator().manual_seed(seed)
+    got_t, got_noise = impl.train.sample_training_inputs(x0, num_timesteps, generator)
+    want_t, want_noise = ref.train.sample_training_inputs(x0, num_timesteps, torch.Generator().manual_seed(seed))
+    batch = (x0.shape[0],)
+
+    def drawn(low: int, high: int, noise_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """t from torch.randint(low, high) and ε, in this order or the other."""
+        source = torch.Generator().manual_seed(seed)
+        if noise_first:
+            noise = torch.randn(x0.shape, generator=source, dtype=x0.dtype)
+            return torch.randint(low, high, batch, generator=source), noise
+        t = torch.randint(low, high, batch, generator=source)
+        return t, torch.randn(x0.shape, generator=source, dtype=x0.dtype)
+
+    swapped_t, swapped_noise = drawn(0, num_timesteps, noise_first=True)
+    from_one_t, _ = drawn(1, num_timesteps + 1)
+    short_t, _ = drawn(0, num_timesteps - 1)
+    inputs = {"x0": x0, "num_timesteps": num_timesteps, "generator": f"torch.Generator().manual_seed({seed})"}
     check_close(got_t, want_t, function="sample_training_inputs", section="3.3", inputs=inputs, what="t",
-                mistakes={"t_from_one": from_one_t, "draw_order": swapped_t})
-    narrow = (6, 1, 4, 5)
+                mistakes={"t_from_one": from_one_t, "draw_order": swapped_t, "t_upper_bound_off_by_one": short_t})
+    only_t = torch.Generator().manual_seed(seed)
+    torch.randint(0, num_timesteps, batch, generator=only_t)
+    mistakes = {"noise_shape": torch.full((x0.shape[0], 1, *x0.shape[2:]), float("nan"), dtype=x0.dtype),
+                "draw_order": swapped_noise}
+    if torch.equal(generator.get_state(), only_t.get_state()):  # the noise came from elsewhere, e.g. the global RNG
+        mistakes["generator_ignored"] = got_noise
     check_close(got_noise, want_noise, function="sample_training_inputs", section="3.3", inputs=inputs,
-                what="the noise", mistakes={"noise_shape": torch.full(narrow, float("nan")),
-                                            "draw_order": swapped_noise})
+                what="the noise", mistakes=mistakes)
 
 
 def tiny_unet(ref, seed: int) -> nn.Module:
@@ -189,19 +231,37 @@ def tiny_unet(ref, seed: int) -> nn.Module:
 def test_training_step_loss(impl, ref, schedule, batch, prediction, loss_type, snr_gamma):
     """training_step returns the loss of the model on x_t for the given t and noise"""
     x0, noise, t = batch
-    model = tiny_unet(ref, seed=60)
-    kwargs = dict(prediction=prediction, loss_type=loss_type, t=t, noise=noise, snr_gamma=snr_gamma)
+    check_training_step_loss(impl, ref, tiny_unet(ref, seed=60), x0, schedule, t, noise,
+                             prediction=prediction, loss_type=loss_type, snr_gamma=snr_gamma)
+
+
+def check_training_step_loss(impl, ref, model: nn.Module, x0, schedule, t, noise, **options) -> None:
+    """The learner's loss for the given t and noise against the reference's, naming what was left out."""
+    prediction, loss_type, snr_gamma = options["prediction"], options["loss_type"], options["snr_gamma"]
     with reference_parts(impl.train.module, ref.diffusion, HELPERS), \
             reference_parts(impl.train.module, ref.train, STEP_HELPERS), torch.no_grad():
-        got = impl.train.training_step(model, x0, schedule, **kwargs)
+        got = impl.train.training_step(model, x0, schedule, t=t, noise=noise, **options)
+
+    def step(**changed) -> torch.Tensor:  # the reference's loss, with some options changed
+        return ref.train.training_step(model, x0, schedule, t=t, noise=noise, **{**options, **changed})
+
     with torch.no_grad():
-        expected = ref.train.training_step(model, x0, schedule, **kwargs)
-        target = ref.train.training_target(prediction, x0, noise, t, schedule)
+        expected = step()
         weights = ref.train.min_snr_weights(t, schedule, prediction, snr_gamma) if snr_gamma else None
-        on_x0 = ref.train.diffusion_loss(model(x0, t), target, loss_type, weights)
+        x_t = ref.diffusion.q_sample(x0, t, noise, schedule)
+        target = ref.train.training_target(prediction, x0, noise, t, schedule)
+        mistakes = {"model_sees_x0": ref.train.diffusion_loss(model(x0, t), target, loss_type, weights)}
+        if prediction != "eps":
+            wrong_target = ref.train.training_target(prediction, x_t, noise, t, schedule)
+            mistakes["target_from_xt"] = ref.train.diffusion_loss(model(x_t, t), wrong_target, loss_type, weights)
+        if loss_type != "l2":
+            mistakes["step_loss_type_not_passed"] = step(loss_type="l2")
+        if snr_gamma is not None:
+            mistakes["step_snr_gamma_ignored"] = step(snr_gamma=None)
+        if snr_gamma not in (None, 5.0):
+            mistakes["step_gamma_not_passed"] = step(snr_gamma=5.0)
     check_close(got, expected, function="training_step", section="3.3",
-                inputs={"x0": x0, "t": t, "noise": noise, **{k: kwargs[k] for k in ("prediction", "loss_type", "snr_gamma")}},
-                mistakes={"model_sees_x0": on_x0})
+                inputs={"x0": x0, "t": t, "noise": noise, **options}, mistakes=mistakes)
 
 
 @pytest.mark.points(2)
@@ -228,17 +288,41 @@ def test_training_step_gradients(impl, ref, schedule, batch):
 
 @pytest.mark.points(2)
 @pytest.mark.exercise("3.3", "training_step")
-def test_training_step_draws_from_the_generator(impl, ref, schedule, batch):
-    """Without t and noise, training_step draws them from the generator (t first, then ε)"""
-    x0, _, _ = batch
-    model = tiny_unet(ref, seed=62)
+def test_training_step_class_labels(impl, ref, schedule, batch):
+    """training_step passes class_labels on to the model (class-conditional training needs them)"""
+    x0, noise, t = batch
+    model = randomize_(ref.unet.UNet(base_channels=8, channel_mults=(1, 2), attention_levels=(1,), num_heads=2,
+                                     groups=4, in_channels=3, num_classes=4).double(), seed=63)
+    labels = torch.tensor([2, 0, 3, 1])
     with reference_parts(impl.train.module, ref.diffusion, HELPERS), \
             reference_parts(impl.train.module, ref.train, STEP_HELPERS), torch.no_grad():
-        got = impl.train.training_step(model, x0, schedule, generator=torch.Generator().manual_seed(8))
+        got = impl.train.training_step(model, x0, schedule, t=t, noise=noise, class_labels=labels)
     with torch.no_grad():
-        expected = ref.train.training_step(model, x0, schedule, generator=torch.Generator().manual_seed(8))
+        expected = ref.train.training_step(model, x0, schedule, t=t, noise=noise, class_labels=labels)
+        unlabelled = ref.train.training_step(model, x0, schedule, t=t, noise=noise)
     check_close(got, expected, function="training_step", section="3.3",
-                inputs={"x0": x0, "generator": "torch.Generator().manual_seed(8)"})
+                inputs={"x0": x0, "t": t, "noise": noise, "class_labels": labels, "model": "a UNet with 4 classes"},
+                mistakes={"training_labels_ignored": unlabelled})
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("3.3", "training_step")
+def test_training_step_draws_from_the_generator(impl, ref, schedule, batch):
+    """Without t or noise, training_step draws both from the generator (t first, then ε), keeping any given one"""
+    x0, _, t = batch
+    model = tiny_unet(ref, seed=62)
+    for given in ({}, {"t": t}):
+        with reference_parts(impl.train.module, ref.diffusion, HELPERS), \
+                reference_parts(impl.train.module, ref.train, STEP_HELPERS), torch.no_grad():
+            got = impl.train.training_step(model, x0, schedule, generator=torch.Generator().manual_seed(8), **given)
+        with torch.no_grad():
+            expected = ref.train.training_step(model, x0, schedule, generator=torch.Generator().manual_seed(8), **given)
+            mistakes = {}
+            if given:  # t was not drawn, so ε came first out of the generator
+                first = torch.randn(x0.shape, generator=torch.Generator().manual_seed(8), dtype=x0.dtype)
+                mistakes["step_draws_only_missing"] = ref.train.training_step(model, x0, schedule, noise=first, **given)
+        check_close(got, expected, function="training_step", section="3.3",
+                    inputs={"x0": x0, **given, "generator": "torch.Generator().manual_seed(8)"}, mistakes=mistakes)
 
 
 # ---------------------------------------------------------------------------
@@ -250,15 +334,21 @@ def test_training_step_draws_from_the_generator(impl, ref, schedule, batch):
 @pytest.mark.exercise("3.4", "ema_decay")
 def test_ema_decay(impl, ref):
     """ema_decay warms up as (1 + step) / (10 + step), capped at max_decay"""
-    steps = [0, 1, 8, 50, 500, 100_000]
-    for max_decay in (0.999, 0.9):
+    check_ema_decay(impl, ref, [0, 1, 8, 50, 500, 100_000], (0.999, 0.9))
+
+
+def check_ema_decay(impl, ref, steps: list[int], max_decays: tuple[float, ...]) -> None:
+    """The learner's decays at these steps against the reference's, for each max_decay."""
+    for max_decay in max_decays:
         got = torch.tensor([float(impl.train.ema_decay(step, max_decay)) for step in steps], dtype=F64)
         expected = torch.tensor([ref.train.ema_decay(step, max_decay) for step in steps], dtype=F64)
         check_close(
             got, expected, function="ema_decay", section="3.4",
             inputs={"step": torch.tensor(steps), "max_decay": max_decay}, what="the decays at these steps",
             mistakes={"ema_no_warmup": torch.full((len(steps),), max_decay, dtype=F64),
-                      "ema_inverted": 1 - expected},
+                      "ema_inverted": 1 - expected,
+                      "ema_warmup_off_by_one": torch.tensor([min(max_decay, s / (10 + s)) for s in steps], dtype=F64),
+                      "ema_max_not_min": torch.tensor([max(max_decay, (1 + s) / (10 + s)) for s in steps], dtype=F64)},
         )
 
 
@@ -277,19 +367,31 @@ def test_ema_update(impl, ref):
     """ema_update moves the average towards the model: decay · θ_ema + (1 − decay) · θ"""
     model = randomize_(TwoLayers().double(), seed=70)
     model.norm.running_mean.fill_(0.25)
-    start = randomize_(TwoLayers().double(), seed=71)
+    check_ema_update(impl, ref, model, randomize_(TwoLayers().double(), seed=71), 0.9)
+
+
+def check_ema_update(impl, ref, model: nn.Module, start: nn.Module, decay: float) -> None:
+    """One ema_update of a copy of ``start`` towards ``model``, against the reference's, whole state_dicts."""
     mine, theirs = copy.deepcopy(start), copy.deepcopy(start)
-    impl.train.ema_update(mine, model, 0.9)
-    ref.train.ema_update(theirs, model, 0.9)
+    impl.train.ema_update(mine, model, decay)
+    ref.train.ema_update(theirs, model, decay)
     flat = lambda m: torch.cat([v.flatten().to(F64) for v in m.state_dict().values()])  # noqa: E731
-    inverted = copy.deepcopy(start)
-    with torch.no_grad():
-        for averaged, current in zip(inverted.parameters(), model.parameters()):
-            averaged.copy_(0.1 * averaged + 0.9 * current)
-        for averaged, current in zip(inverted.buffers(), model.buffers()):
-            averaged.copy_(current)
+
+    def updated(parameter_decay: float | None, copy_buffers: bool = True) -> torch.Tensor:
+        """``start`` with its parameters averaged with this decay (None: left alone), its buffers copied or not."""
+        result = copy.deepcopy(start)
+        with torch.no_grad():
+            for averaged, current in zip(result.parameters(), model.parameters()):
+                if parameter_decay is not None:
+                    averaged.copy_(parameter_decay * averaged + (1 - parameter_decay) * current)
+            for averaged, current in zip(result.buffers(), model.buffers()):
+                if copy_buffers:
+                    averaged.copy_(current)
+        return flat(result)
+
     check_close(flat(mine), flat(theirs), function="ema_update", section="3.4",
-                inputs={"decay": 0.9}, what="the EMA model's state_dict (flattened)",
-                mistakes={"ema_inverted": flat(inverted)})
+                inputs={"decay": decay}, what="the EMA model's state_dict (flattened)",
+                mistakes={"ema_inverted": updated(1 - decay), "ema_buffers_not_copied": updated(decay, False),
+                          "ema_not_in_place": [updated(None), updated(None, False)]})
     if any(p.requires_grad and p.grad is not None for p in mine.parameters()):
         fail("ema_update left gradients on the EMA model: update under torch.no_grad(). See §3.4.")

@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from grading.checker import check_close, fail
+from grading.checker import check_close, classic_mistake, fail, naming_crash
 from grading.modules import randomize_, reference_parts
+from grading.wire import CHECK_SEED
 
 pytestmark = pytest.mark.phase5
 
@@ -28,9 +29,22 @@ def yours(impl, module: str, name: str) -> SimpleNamespace:
     return SimpleNamespace(**{name: getattr(getattr(impl, module), name)})
 
 
+def global_draws(draw, *args, **kwargs) -> torch.Tensor:
+    """What ``draw`` gives from torch's global random state, as a check's worker starts it (a generator ignored)."""
+    return draw(*args, generator=torch.Generator().manual_seed(CHECK_SEED), **kwargs)
+
+
 # ---------------------------------------------------------------------------
 # §5.1 add_class_embedding
 # ---------------------------------------------------------------------------
+
+
+def class_embedding_variants(time_emb: torch.Tensor, expected: torch.Tensor) -> dict:
+    """The class row (expected − time_emb) ignored, replacing, concatenated to or multiplying the time embedding."""
+    row = expected - time_emb
+    return {"class_embedding_ignored": time_emb, "time_embedding_replaced": row,
+            "class_embedding_concatenated": [torch.cat([time_emb, row], 1), torch.cat([row, time_emb], 1)],
+            "class_embedding_multiplied": time_emb * row}
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +59,12 @@ def test_add_class_embedding(impl, ref, class_table, labelled):
     """add_class_embedding adds row c of the table, or the null row K when labels are None"""
     time_emb = torch.randn((5, 6), generator=torch.Generator().manual_seed(51), dtype=F64)
     labels = torch.tensor([0, 3, K, 1, 2]) if labelled else None
-    with torch.no_grad():
+    with torch.no_grad(), naming_crash("null_label_past_table", "index out of range"):
         got = impl.unet.add_class_embedding(time_emb, class_table, labels, K)
+    with torch.no_grad():
         expected = ref.unet.add_class_embedding(time_emb, class_table, labels, K)
         rows = class_table.weight
-        mistakes = {"class_embedding_ignored": time_emb, "time_embedding_replaced": expected - time_emb}
+        mistakes = class_embedding_variants(time_emb, expected)
         if not labelled:
             mistakes["null_class_collides"] = [time_emb + rows[0], time_emb + rows[K - 1]]
     check_close(got, expected, function="add_class_embedding", section="5.1",
@@ -82,21 +97,30 @@ def test_class_conditional_unet(impl, ref):
 
 @pytest.mark.points(1)
 @pytest.mark.exercise("5.2", "drop_labels")
-@pytest.mark.parametrize("p_uncond", [0.0, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("p_uncond", [0.0, 0.1, 0.6, 1.0])  # not 0.5: u > 1 − p and u ≥ p coincide there
 def test_drop_labels(impl, ref, p_uncond):
     """drop_labels gives the null label K to each image whose draw is below p_uncond"""
     labels = torch.arange(40) % 10
     got = impl.train.drop_labels(labels, p_uncond, 10, torch.Generator().manual_seed(54))
     expected = ref.train.drop_labels(labels, p_uncond, 10, torch.Generator().manual_seed(54))
     draws = torch.rand(40, generator=torch.Generator().manual_seed(54))
-    mistakes = {"label_dropout_never_applied": labels,
-                "null_class_collides": [torch.where(draws < p_uncond, torch.full_like(labels, null), labels)
-                                        for null in (0, 9, -1)],
-                "label_dropout_inverted": torch.where(draws >= p_uncond, torch.full_like(labels, 10), labels)}
+    mistakes = label_dropout_variants(labels, draws, p_uncond, 10)
     check_close(got, expected, function="drop_labels", section="5.2",
                 inputs={"class_labels": labels, "p_uncond": p_uncond, "num_classes": 10,
                         "generator": "torch.Generator().manual_seed(54)"},
                 mistakes={key: value for key, value in mistakes.items() if p_uncond > 0})
+
+
+def label_dropout_variants(labels: torch.Tensor, draws: torch.Tensor, p_uncond: float, classes: int) -> dict:
+    """drop_labels written wrong: with the same draws (or the global random state's), another rule or null label."""
+    null = torch.full_like(labels, classes)
+    return {"label_dropout_never_applied": labels,
+            "null_class_collides": [torch.where(draws < p_uncond, torch.full_like(labels, wrong), labels)
+                                    for wrong in (0, classes - 1, -1)],
+            "label_dropout_inverted": torch.where(draws >= p_uncond, null, labels),
+            "label_dropout_upper_tail": torch.where(draws > 1 - p_uncond, null, labels),
+            "label_draws_shaped_b1": torch.where(draws.reshape(-1, 1) < p_uncond, null, labels),
+            "generator_ignored": torch.where(global_draws(torch.rand, len(labels)) < p_uncond, null, labels)}
 
 
 # ---------------------------------------------------------------------------
@@ -120,6 +144,8 @@ class ToyConditional(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         labels = torch.full_like(t, self.num_classes) if class_labels is None else class_labels
         self.calls.append(labels.clone())
+        if len(t) != len(x):
+            raise ValueError(f"the model got {len(x)} images but {len(t)} timesteps.{classic_mistake('cfg_t_not_doubled')}")
         scale = 0.8 + t.to(x.dtype).reshape(-1, 1, 1, 1) / T_LOOP  # (B, 1, 1, 1)
         return self.conv(x) * scale + self.offsets(labels)[:, :, None, None]
 
@@ -132,12 +158,13 @@ def toy():
 def guidance_inputs():
     generator = torch.Generator().manual_seed(56)
     x_t = torch.randn((5, 2, 4, 4), generator=generator, dtype=F64)
-    return x_t, torch.tensor([0, 3, 10, 20, 29]), torch.tensor([0, 1, 2, 3, 1])
+    # No label K − 1: a null label guessed from the labels (their maximum + 1) is then a real class.
+    return x_t, torch.tensor([0, 3, 10, 20, 29]), torch.tensor([2, 0, 1, 1, 0])
 
 
 def sampling_time_dropout(got: torch.Tensor, conditional: torch.Tensor, unconditional: torch.Tensor,
                           expected: torch.Tensor) -> list[torch.Tensor]:
-    """If some images got the unconditional output instead of the guided one: that output, else nothing.
+    """If some (not all) images got the unconditional output instead of the guided one: that output, else nothing.
 
     Built from the learner's output on purpose: which images lose their label depends on the
     learner's own draws, so the pattern (each image either right or unconditional) is what is
@@ -147,9 +174,28 @@ def sampling_time_dropout(got: torch.Tensor, conditional: torch.Tensor, uncondit
         return []
     close = lambda a, b: torch.isclose(a, b, rtol=1e-6, atol=1e-9).flatten(1).all(dim=1)  # noqa: E731
     dropped = close(got, unconditional) & ~close(expected, unconditional)
-    if not dropped.any():
+    if not dropped.any() or dropped.all():  # all of them: not a dropout (at w = 1, w − 1 or swapped halves)
         return []
     return [torch.where(dropped[:, None, None, None], unconditional, expected)]
+
+
+def guidance_variants(got: torch.Tensor, conditional: torch.Tensor, unconditional: torch.Tensor,
+                      guessed: torch.Tensor, expected: torch.Tensor, w: float) -> dict:
+    """The guided output written wrong, from the model's two outputs (and one with a guessed null label)."""
+    return {"cfg_paper_convention": unconditional + (1 + w) * (conditional - unconditional),
+            "cfg_w_minus_one": unconditional + (w - 1) * (conditional - unconditional),
+            "cfg_swapped": conditional + w * (unconditional - conditional),
+            "cfg_null_label_ignored": guessed + w * (conditional - guessed),
+            "label_dropout_at_sampling": sampling_time_dropout(got, conditional, unconditional, expected)}
+
+
+def guessed_null(seen: list, labels: torch.Tensor, null_label: int) -> str:
+    """Names the null_label argument ignored when one call had the labels, then one other label."""
+    batch = len(labels)
+    if len(seen) == 1 and seen[0][:batch] == labels.tolist() and len(set(seen[0][batch:])) == 1 \
+            and seen[0][-1] != null_label:
+        return classic_mistake("cfg_null_label_ignored")
+    return ""
 
 
 @pytest.mark.points(1)
@@ -163,9 +209,8 @@ def test_guided_model_output(impl, ref, toy, w):
     with torch.no_grad():
         expected = ref.diffusion.guided_model_output(toy, x_t, t, labels, w, K)
         conditional, unconditional = toy(x_t, t, labels), toy(x_t, t, torch.full_like(labels, K))
-    mistakes = {"cfg_paper_convention": unconditional + (1 + w) * (conditional - unconditional),
-                "cfg_swapped": conditional + w * (unconditional - conditional),
-                "label_dropout_at_sampling": sampling_time_dropout(got, conditional, unconditional, expected)}
+        guessed = toy(x_t, t, torch.full_like(labels, int(labels.max()) + 1))  # null label = max + 1
+    mistakes = guidance_variants(got, conditional, unconditional, guessed, expected, w)
     check_close(got, expected, function="guided_model_output", section="5.3",
                 inputs={"x_t": x_t, "t": t, "class_labels": labels, "guidance_scale": w, "null_label": K},
                 mistakes=mistakes)
@@ -185,7 +230,7 @@ def test_guidance_is_one_batched_pass(impl, ref, toy):
              f"null_label={K}) called the model {len(seen)} time(s) with the labels {seen}; expected one call "
              f"on the doubled batch with the labels {wanted} (the images with their labels, then the same "
              "images with the null label). One pass of 2B images costs less than two of B. "
-             "See IMPLEMENTATION_GUIDE.md §5.3.")
+             f"See IMPLEMENTATION_GUIDE.md §5.3.{guessed_null(seen, labels, K)}")
 
 
 LOOP_CASES = {
@@ -203,17 +248,15 @@ def test_guided_sampling(impl, ref, toy, case):
     options = LOOP_CASES[case]
     labels = torch.tensor([0, 1, 2, 3])
 
-    def draw() -> torch.Tensor:
+    def draw(**changes) -> torch.Tensor:
         return ref.diffusion.sample_loop(toy, schedule, (4, 2, 4, 4), class_labels=labels,
-                                         generator=torch.Generator().manual_seed(57), **options)
+                                         generator=torch.Generator().manual_seed(57), **dict(options, **changes))
 
     expected = draw()
     with reference_parts(ref.diffusion, yours(impl, "diffusion", "guided_model_output"), ("guided_model_output",)):
         got = draw()
-    paper = dict(options, guidance_scale=options["guidance_scale"] + 1)  # what (1 + w) does to the whole loop
-    with torch.no_grad():
-        paper_samples = ref.diffusion.sample_loop(toy, schedule, (4, 2, 4, 4), class_labels=labels,
-                                                  generator=torch.Generator().manual_seed(57), **paper)
+    w = options["guidance_scale"]
+    with torch.no_grad():  # what (1 + w) and (w − 1) do to the whole loop
+        shifted = {"cfg_paper_convention": draw(guidance_scale=w + 1), "cfg_w_minus_one": draw(guidance_scale=w - 1)}
     check_close(got, expected, function="guided_model_output", section="5.3", what="the samples of a guided loop",
-                inputs={"T": T_LOOP, **options, "class_labels": labels},
-                mistakes={"cfg_paper_convention": paper_samples})
+                inputs={"T": T_LOOP, **options, "class_labels": labels}, mistakes=shifted)

@@ -9,7 +9,6 @@ messages and named mistakes are the same.
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
@@ -58,7 +57,8 @@ def test_to_model_range_other_shape(impl, ref):
     check_close(
         impl.train.to_model_range(images), ref.train.to_model_range(images),
         function="to_model_range", section="3.1", inputs={"images": images},
-        mistakes={"data_unit_range": images, "data_scaled_255": [images / 127.5 - 1, images / 255 * 2 - 1]},
+        mistakes={"data_unit_range": images, "data_scaled_255": [images / 127.5 - 1, images / 255 * 2 - 1],
+                  "data_not_stretched": images - 0.5},
     )
 
 
@@ -68,16 +68,13 @@ def test_to_model_range_other_shape(impl, ref):
 def test_training_target_other_schedule(impl, ref, hidden_schedule, hidden_batch, prediction):
     """training_target with a sigmoid schedule of T = 120 and other images"""
     x0, noise, t = hidden_batch
-    v = ref.diffusion.v_target(x0, t, noise, hidden_schedule)
-    mistakes = {"v_wrong_sign": -v} if prediction == "v" else {}
-    mistakes["eps_target_for_v" if prediction == "v" else "targets_swapped"] = noise if prediction != "eps" else x0
     with reference_parts(impl.train.module, ref.diffusion, training.HELPERS):
         got = impl.train.training_target(prediction, x0, noise, t, hidden_schedule)
     check_close(
         got, ref.train.training_target(prediction, x0, noise, t, hidden_schedule),
         function="training_target", section="3.1",
         inputs={"prediction": prediction, "x0": x0, "noise": noise, "t": t, "schedule": hidden_schedule},
-        mistakes=mistakes,
+        mistakes=training.target_mistakes(ref, prediction, x0, noise, t, hidden_schedule),
     )
 
 
@@ -101,11 +98,12 @@ HIDDEN_LOSSES = {"l1 weighted": ("l1", True), "huber weighted": ("huber", True)}
 @pytest.mark.exercise("3.2", "diffusion_loss")
 @pytest.mark.parametrize("case", list(HIDDEN_LOSSES))
 def test_diffusion_loss_other_shapes(impl, ref, case):
-    """diffusion_loss on 3 one-channel 5×7 images, with other weights"""
+    """diffusion_loss on 3 one-channel 7×3 images, with other weights"""
     loss_type, weighted = HIDDEN_LOSSES[case]
     generator = torch.Generator().manual_seed(305)
-    target = torch.randn((3, 1, 5, 7), generator=generator, dtype=F64)
-    output = target + 1.4 * torch.randn((3, 1, 5, 7), generator=generator, dtype=F64)  # errors both sides of δ = 1
+    # Three images three pixels wide: weights broadcast against W by mistake give a value, which is named.
+    target = torch.randn((3, 1, 7, 3), generator=generator, dtype=F64)
+    output = target + 1.4 * torch.randn((3, 1, 7, 3), generator=generator, dtype=F64)  # errors both sides of δ = 1
     weights = torch.tensor([1.5, 0.2, 3.0], dtype=F64) if weighted else None
     training.check_diffusion_loss(impl, ref, output, target, loss_type, weights)
 
@@ -119,49 +117,16 @@ def test_diffusion_loss_other_shapes(impl, ref, case):
 @pytest.mark.exercise("3.3", "sample_training_inputs")
 def test_sample_training_inputs_other_length(impl, ref):
     """sample_training_inputs with T = 37, a float64 batch of another shape and another seed"""
-    num_timesteps, seed, shape = 37, 306, (5, 2, 3, 3)
-    x0 = torch.zeros(shape, dtype=F64)
-    got_t, got_noise = impl.train.sample_training_inputs(x0, num_timesteps, torch.Generator().manual_seed(seed))
-    want_t, want_noise = ref.train.sample_training_inputs(x0, num_timesteps, torch.Generator().manual_seed(seed))
-
-    def drawn(first: str) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(seed)
-        if first == "noise":
-            noise = torch.randn(shape, generator=generator, dtype=F64)
-            return torch.randint(0, num_timesteps, (shape[0],), generator=generator), noise
-        return (torch.randint(1, num_timesteps + 1, (shape[0],), generator=generator),
-                torch.randn(shape, generator=generator, dtype=F64))
-
-    swapped_t, swapped_noise = drawn("noise")
-    from_one_t, _ = drawn("t from one")
-    inputs = {"x0": x0, "num_timesteps": num_timesteps, "generator": f"torch.Generator().manual_seed({seed})"}
-    check_close(got_t, want_t, function="sample_training_inputs", section="3.3", inputs=inputs, what="t",
-                mistakes={"t_from_one": from_one_t, "draw_order": swapped_t})
-    narrow = (shape[0], 1, *shape[2:])
-    check_close(got_noise, want_noise, function="sample_training_inputs", section="3.3", inputs=inputs,
-                what="the noise", mistakes={"noise_shape": torch.full(narrow, float("nan"), dtype=F64),
-                                            "draw_order": swapped_noise})
+    training.check_sample_training_inputs(impl, ref, torch.zeros((5, 2, 3, 3), dtype=F64), 37, seed=306)
 
 
 @pytest.mark.points(1)
 @pytest.mark.exercise("3.3", "training_step")
 def test_training_step_loss_other_settings(impl, ref, hidden_schedule, hidden_batch):
     """training_step for x0-prediction, L1 and min-SNR γ 2, a sigmoid schedule of T = 120 and other images"""
-    prediction, loss_type, snr_gamma = "x0", "l1", 2.0
     x0, noise, t = hidden_batch
-    model = training.tiny_unet(ref, seed=307)
-    kwargs = dict(prediction=prediction, loss_type=loss_type, t=t, noise=noise, snr_gamma=snr_gamma)
-    with reference_parts(impl.train.module, ref.diffusion, training.HELPERS), \
-            reference_parts(impl.train.module, ref.train, training.STEP_HELPERS), torch.no_grad():
-        got = impl.train.training_step(model, x0, hidden_schedule, **kwargs)
-    with torch.no_grad():
-        expected = ref.train.training_step(model, x0, hidden_schedule, **kwargs)
-        target = ref.train.training_target(prediction, x0, noise, t, hidden_schedule)
-        weights = ref.train.min_snr_weights(t, hidden_schedule, prediction, snr_gamma) if snr_gamma else None
-        on_x0 = ref.train.diffusion_loss(model(x0, t), target, loss_type, weights)
-    check_close(got, expected, function="training_step", section="3.3",
-                inputs={"x0": x0, "t": t, "noise": noise, **{k: kwargs[k] for k in ("prediction", "loss_type", "snr_gamma")}},
-                mistakes={"model_sees_x0": on_x0})
+    training.check_training_step_loss(impl, ref, training.tiny_unet(ref, seed=307), x0, hidden_schedule, t, noise,
+                                      prediction="x0", loss_type="l1", snr_gamma=2.0)
 
 
 @pytest.mark.points(1)
@@ -211,17 +176,8 @@ def test_training_step_draws_other_length(impl, ref, hidden_schedule):
 
 
 def check_ema_decay(impl, ref):
-    """ema_decay at other steps, capped at other max_decay values."""
-    steps = [0, 2, 3, 17, 89, 161, 990, 12_345]
-    for max_decay in (0.9999, 0.95):
-        got = torch.tensor([float(impl.train.ema_decay(step, max_decay)) for step in steps], dtype=F64)
-        expected = torch.tensor([ref.train.ema_decay(step, max_decay) for step in steps], dtype=F64)
-        check_close(
-            got, expected, function="ema_decay", section="3.4",
-            inputs={"step": torch.tensor(steps), "max_decay": max_decay}, what="the decays at these steps",
-            mistakes={"ema_no_warmup": torch.full((len(steps),), max_decay, dtype=F64),
-                      "ema_inverted": 1 - expected},
-        )
+    """ema_decay at other steps (200 000: past 0.9999), capped at other max_decay values."""
+    training.check_ema_decay(impl, ref, [0, 2, 3, 17, 89, 161, 990, 12_345, 200_000], (0.9999, 0.95))
 
 
 class ConvNorm(nn.Module):
@@ -236,26 +192,10 @@ class ConvNorm(nn.Module):
 
 def check_ema_update(impl, ref):
     """ema_update with decay 0.65 on another model."""
-    decay = 0.65
     model = randomize_(ConvNorm().double(), seed=312)
     model.norm.running_mean.fill_(-0.5)
     model.norm.running_var.fill_(2.0)
-    start = randomize_(ConvNorm().double(), seed=313)
-    mine, theirs = copy.deepcopy(start), copy.deepcopy(start)
-    impl.train.ema_update(mine, model, decay)
-    ref.train.ema_update(theirs, model, decay)
-    flat = lambda m: torch.cat([v.flatten().to(F64) for v in m.state_dict().values()])  # noqa: E731
-    inverted = copy.deepcopy(start)
-    with torch.no_grad():
-        for averaged, current in zip(inverted.parameters(), model.parameters()):
-            averaged.copy_((1 - decay) * averaged + decay * current)
-        for averaged, current in zip(inverted.buffers(), model.buffers()):
-            averaged.copy_(current)
-    check_close(flat(mine), flat(theirs), function="ema_update", section="3.4",
-                inputs={"decay": decay}, what="the EMA model's state_dict (flattened)",
-                mistakes={"ema_inverted": flat(inverted)})
-    if any(p.requires_grad and p.grad is not None for p in mine.parameters()):
-        fail("ema_update left gradients on the EMA model: update under torch.no_grad(). See §3.4.")
+    training.check_ema_update(impl, ref, model, randomize_(ConvNorm().double(), seed=313), 0.65)
 
 
 EMA_CHECKS = [pytest.param(check, marks=pytest.mark.exercise("3.4", name), id=name)

@@ -15,7 +15,7 @@ import pytest
 
 import grade
 from grading.mutants import MUTANTS, build_submission
-from grading.report import SCHEMA_PATH
+from grading.report import SCHEMA_PATH, check_line
 from grading.runner import run_phase
 from tools import make_stubs
 
@@ -85,6 +85,13 @@ def test_a_wrong_value_names_function_input_expected_got_and_the_mistake(tmp_pat
     # Checks of other functions use the reference for everything else, so they still pass.
     others = [c for c in result.checks if c.function != "compute_posterior_variance"]
     assert all(c.passed for c in others)
+    # The README shows this very failure: each piece of its sample (split at its "…") is in today's report.
+    readme = (Path(grade.__file__).parent / "README.md").read_text(encoding="utf-8")
+    sample = readme[readme.index("✗ 1.4.1"):readme.index("§1.4.", readme.index("✗ 1.4.1"))]
+    report = check_line(check)
+    missing = [piece.strip() for line in sample.splitlines() for piece in line.split("…")
+               if piece.strip() and piece.strip() not in report]
+    assert not missing, f"the README's sample output of check 1.4.1 is stale: {missing}"
 
 
 def test_syntax_error_in_a_learner_file_is_reported_per_check(tmp_path):
@@ -113,6 +120,48 @@ def test_a_crash_in_learner_code_points_at_the_learner_line(tmp_path):
     check = next(c for c in result.checks if c.function == "quadratic_betas")
     assert "raised NameError" in check.output
     assert "noise_schedule.py line" in check.output and "undefined_name" in check.output
+
+
+def test_a_function_that_writes_into_its_input_is_told_so(tmp_path):
+    """Right values computed in the caller's tensor: the worker sees the in-place version counter move."""
+    complete_submission(tmp_path)
+    path = tmp_path / "diffusion.py"
+    text = path.read_text(encoding="utf-8")
+    line = "    return signal_scale * x0 + noise_scale * noise\n"
+    assert text.count(line) == 1
+    path.write_text(text.replace(line, "    return x0.mul_(signal_scale).add_(noise_scale * noise)\n"), encoding="utf-8")
+    result = run_phase(1, submission=tmp_path, keyword="q_sample")
+    check = next(c for c in result.checks if c.function == "q_sample")
+    assert not check.passed
+    assert "`q_sample` modified its input `x0`" in check.output and "input modified in place" in check.output
+
+
+def test_a_crash_names_the_learner_function_and_its_section(tmp_path):
+    """A crash inside another function of the learner's names that function and its guide section."""
+    complete_submission(tmp_path)
+    path = tmp_path / "noise_schedule.py"
+    text = path.read_text(encoding="utf-8")
+    line = "    return sqrt_betas**2\n"
+    assert text.count(line) == 1
+    helper = "\n\ndef _square(values):\n    return values ** undefined_name\n"
+    path.write_text(text.replace(line, "    return _square(sqrt_betas)\n") + helper, encoding="utf-8")
+    result = run_phase(1, submission=tmp_path, keyword="quadratic_betas")
+    check = next(c for c in result.checks if c.function == "quadratic_betas")
+    assert "`quadratic_betas` raised NameError" in check.output
+    assert "in your `_square`" in check.output and "undefined_name" in check.output
+
+
+def test_a_call_into_another_stub_is_a_failure_that_says_which(tmp_path):
+    """Calling a function that is still a stub is not "not attempted": the report names the stub."""
+    from grading.checker import learner_error_message
+    from grading.mistakes import NOT_ATTEMPTED
+
+    info = {"kind": "stub", "label": "inpaint_combine",
+            "message": "Phase 4.2 · alpha_bar_at — see IMPLEMENTATION_GUIDE.md §4.2"}
+    text = learner_error_message(info)
+    assert NOT_ATTEMPTED not in text and "alpha_bar_at" in text and "still a stub" in text
+    own = learner_error_message({**info, "label": "alpha_bar_at"})
+    assert NOT_ATTEMPTED in own
 
 
 def test_a_hang_that_blocks_signals_costs_one_checks_timeout_not_the_run(tmp_path):

@@ -51,10 +51,14 @@ def test_phase5_has_the_issue_mutants():
     assert required <= {m.mistake for m in MUTANTS if m.phase == 5}
 
 
+@pytest.fixture(scope="module")
+def verdicts():
+    return run_all(MUTANTS)
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # one grading process per mutant: about 4 minutes on two cores
-def test_every_mutant_is_caught_with_its_mistake_named():
-    verdicts = run_all(MUTANTS)
+@pytest.mark.timeout(1800)  # one grading process per mutant: about 8 minutes on two cores
+def test_every_mutant_is_caught_with_its_mistake_named(verdicts):
     missed = [
         f"{v.mutant.name}: failing checks {v.failing or 'none'}; none says "
         f"{MISTAKES[v.mutant.mistake].title!r}"
@@ -62,3 +66,16 @@ def test_every_mutant_is_caught_with_its_mistake_named():
         if not v.caught
     ]
     assert not missed, "\n".join(missed)
+
+
+@pytest.mark.slow
+def test_a_mistake_costs_only_its_own_functions_points(verdicts):
+    """The cascade bound: no mutant fails a check of another function (integration checks that declare
+    they run the mutated function with @pytest.mark.uses excepted: their title says so)."""
+    cascades = [f"{v.mutant.name} (in {v.mutant.function}) also fails {v.elsewhere}" for v in verdicts if v.elsewhere]
+    assert not cascades, "\n".join(cascades)
+
+
+def test_each_mutant_edits_one_exercise():
+    """The cascade bound needs to know whose points a mutant may cost: its edit lies in one exercise region."""
+    assert all(mutant.function for mutant in MUTANTS)

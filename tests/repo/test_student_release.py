@@ -24,7 +24,7 @@ from grading.mistakes import MISTAKES
 from grading.mutants import MUTANTS, build_submission
 from tools import make_stubs, release
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the fixture records the reference: minutes, not seconds
 
 
 RECORDED_MUTANTS = ("model given x_0",)
