@@ -478,6 +478,11 @@ MISTAKES: dict[str, Mistake] = {
         "the model is given x_0 instead of x_t",
         "Noise the images first (x_t = q_sample(x0, t, noise)) and give the network x_t and t.",
     ),
+    "step_given_discarded": Mistake(
+        "the given t or noise replaced by its draw",
+        "Draw both with sample_training_inputs when either is missing, then keep the one the caller gave: "
+        "t = drawn_t if t is None else t, and the same for the noise.",
+    ),
     "training_labels_ignored": Mistake(
         "class_labels not passed to the model",
         "Call model(x_t, t, class_labels): without them a class-conditional model learns only the "

@@ -288,6 +288,8 @@ MUTANTS: tuple[Mutant, ...] = (
        phase=3),
     _m("model given x_0", TR, "model_sees_x0",
        ("output = model(x_t, t, class_labels)", "output = model(x0, t, class_labels)"), phase=3),
+    _m("training_step discards the given noise", TR, "step_given_discarded",
+       ("        noise = drawn_noise if noise is None else noise\n", "        noise = drawn_noise\n"), phase=3),
     _m("class labels not given to the model", TR, "training_labels_ignored",
        ("output = model(x_t, t, class_labels)", "output = model(x_t, t)"), phase=3),
     _m("EMA decay inverted", TR, "ema_inverted",

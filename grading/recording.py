@@ -558,7 +558,15 @@ class Recorder(Tape):
         recorder = self
 
         def put_in_function(*args, **kwargs):
-            result = value(*args, **kwargs)
+            # The learner's function may call reference helpers lent to it (the reference's alpha_bar_at
+            # while its renoise runs inside the reference's loop): record those calls as a check's own,
+            # for the replay answers them when it makes this call again.
+            depth, callbacks, outer = recorder.depth, recorder.callbacks, recorder.outer
+            recorder.depth = 0
+            try:
+                result = value(*args, **kwargs)
+            finally:
+                recorder.depth, recorder.callbacks, recorder.outer = depth, callbacks, outer
             if recorder.callbacks is not None:
                 recorder.callbacks.append({"name": qualname, "arguments": recorder.dump_arguments((args, kwargs)),
                                            "result": dump_value(result)})

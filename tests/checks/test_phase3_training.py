@@ -309,18 +309,21 @@ def test_training_step_class_labels(impl, ref, schedule, batch):
 @pytest.mark.exercise("3.3", "training_step")
 def test_training_step_draws_from_the_generator(impl, ref, schedule, batch):
     """Without t or noise, training_step draws both from the generator (t first, then ε), keeping any given one"""
-    x0, _, t = batch
+    x0, noise, t = batch
     model = tiny_unet(ref, seed=62)
-    for given in ({}, {"t": t}):
+    for given in ({}, {"t": t}, {"noise": noise}):
         with reference_parts(impl.train.module, ref.diffusion, HELPERS), \
                 reference_parts(impl.train.module, ref.train, STEP_HELPERS), torch.no_grad():
             got = impl.train.training_step(model, x0, schedule, generator=torch.Generator().manual_seed(8), **given)
         with torch.no_grad():
             expected = ref.train.training_step(model, x0, schedule, generator=torch.Generator().manual_seed(8), **given)
             mistakes = {}
-            if given:  # t was not drawn, so ε came first out of the generator
+            if "t" in given:  # t was not drawn, so ε came first out of the generator
                 first = torch.randn(x0.shape, generator=torch.Generator().manual_seed(8), dtype=x0.dtype)
                 mistakes["step_draws_only_missing"] = ref.train.training_step(model, x0, schedule, noise=first, **given)
+            if given:  # the given one thrown away for the draw
+                mistakes["step_given_discarded"] = ref.train.training_step(
+                    model, x0, schedule, generator=torch.Generator().manual_seed(8))
         check_close(got, expected, function="training_step", section="3.3",
                     inputs={"x0": x0, **given, "generator": "torch.Generator().manual_seed(8)"}, mistakes=mistakes)
 

@@ -103,7 +103,7 @@ def failed_outputs(student: Path, tmp_path: Path, name: str) -> tuple[list[str],
 
 
 # The first is named from the check's own recorded variants, the second from its mutant's calls.
-@pytest.mark.parametrize("name", ["q_sample without square roots", *RECORDED_MUTANTS])
+@pytest.mark.parametrize("name", ["SNR inverted", *RECORDED_MUTANTS])
 def test_a_classic_mistake_is_named_from_the_recording(student, tmp_path, name):
     outputs, title = failed_outputs(student, tmp_path, name)
     assert any(title in output for output in outputs), outputs
