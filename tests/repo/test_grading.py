@@ -104,14 +104,20 @@ def test_syntax_error_in_a_learner_file_is_reported_per_check(tmp_path):
     assert schedules and all(c.passed for c in schedules)
 
 
+def with_line_replaced(folder: Path, file: str, line: str, replacement: str, appended: str = "") -> Path:
+    """Complete learner files in ``folder`` with ``line`` of ``file`` (found once) replaced, and ``appended``
+    added at the end of that file."""
+    complete_submission(folder)
+    path = folder / file
+    text = path.read_text(encoding="utf-8")
+    assert text.count(line) == 1
+    path.write_text(text.replace(line, replacement) + appended, encoding="utf-8")
+    return folder
+
+
 def with_quadratic_betas_ending(folder: Path, ending: str) -> Path:
     """Complete learner files in ``folder`` whose quadratic_betas ends with ``ending`` instead of its return."""
-    complete_submission(folder)
-    path = folder / "noise_schedule.py"
-    text = path.read_text()
-    assert text.count("    return sqrt_betas**2\n") == 1
-    path.write_text(text.replace("    return sqrt_betas**2\n", ending))
-    return folder
+    return with_line_replaced(folder, "noise_schedule.py", "    return sqrt_betas**2\n", ending)
 
 
 def test_a_crash_in_learner_code_points_at_the_learner_line(tmp_path):
@@ -124,12 +130,8 @@ def test_a_crash_in_learner_code_points_at_the_learner_line(tmp_path):
 
 def test_a_function_that_writes_into_its_input_is_told_so(tmp_path):
     """Right values computed in the caller's tensor: the worker sees the in-place version counter move."""
-    complete_submission(tmp_path)
-    path = tmp_path / "diffusion.py"
-    text = path.read_text(encoding="utf-8")
-    line = "    return signal_scale * x0 + noise_scale * noise\n"
-    assert text.count(line) == 1
-    path.write_text(text.replace(line, "    return x0.mul_(signal_scale).add_(noise_scale * noise)\n"), encoding="utf-8")
+    with_line_replaced(tmp_path, "diffusion.py", "    return signal_scale * x0 + noise_scale * noise\n",
+                       "    return x0.mul_(signal_scale).add_(noise_scale * noise)\n")
     result = run_phase(1, submission=tmp_path, keyword="q_sample")
     check = next(c for c in result.checks if c.function == "q_sample")
     assert not check.passed
@@ -138,13 +140,8 @@ def test_a_function_that_writes_into_its_input_is_told_so(tmp_path):
 
 def test_a_crash_names_the_learner_function_and_its_section(tmp_path):
     """A crash inside another function of the learner's names that function and its guide section."""
-    complete_submission(tmp_path)
-    path = tmp_path / "noise_schedule.py"
-    text = path.read_text(encoding="utf-8")
-    line = "    return sqrt_betas**2\n"
-    assert text.count(line) == 1
-    helper = "\n\ndef _square(values):\n    return values ** undefined_name\n"
-    path.write_text(text.replace(line, "    return _square(sqrt_betas)\n") + helper, encoding="utf-8")
+    with_line_replaced(tmp_path, "noise_schedule.py", "    return sqrt_betas**2\n", "    return _square(sqrt_betas)\n",
+                       appended="\n\ndef _square(values):\n    return values ** undefined_name\n")
     result = run_phase(1, submission=tmp_path, keyword="quadratic_betas")
     check = next(c for c in result.checks if c.function == "quadratic_betas")
     assert "`quadratic_betas` raised NameError" in check.output
@@ -248,12 +245,7 @@ def test_bad_arguments_exit_with_a_usage_error(argv, capsys):
 
 def test_a_crash_in_a_learner_module_names_the_class_method_and_line(tmp_path):
     """Phase 2 modules are wrapped too: a crash in forward names the block and the learner's line."""
-    complete_submission(tmp_path)
-    target = tmp_path / "unet.py"
-    text = target.read_text(encoding="utf-8")
-    line = "        return self.conv(x)\n"
-    assert text.count(line) == 1
-    target.write_text(text.replace(line, "        return self.conv(x).view(-1, 7)\n"), encoding="utf-8")
+    with_line_replaced(tmp_path, "unet.py", "        return self.conv(x)\n", "        return self.conv(x).view(-1, 7)\n")
     result = run_phase(2, submission=tmp_path)
     downsample = next(c for c in result.checks if c.function == "Downsample")
     assert not downsample.passed
