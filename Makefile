@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, then show the reference at work: Phase 1 pictures, ~5 min of training
 #               on the CPU, then DDIM and DDPM samples and a GIF of the reverse process (runs/demo/),
-#               then ~2 min of class-conditional training and a guidance grid (runs/demo-cfg/)
+#               then ~2 min of class-conditional training and a guidance grid (runs/demo-cfg/), then
+#               Phase 6: an autoencoder (runs/demo-ae/) and ~1 min of latent diffusion (runs/demo-latent/)
 #   make test   set up, then run the whole test suite on the reference (and the notebooks, with nbval)
 # Others:
 #   make grade [PHASE=1]   grade your own files (points per phase, one reason per failing check)
@@ -13,8 +14,9 @@
 #                          instructors"); EXTRA_CHECKS=path adds your own hidden checks
 #   make eval              measure the demo models' samples, with a guidance sweep (evaluate.py; after
 #                          make demo)
-#   make bench             every benchmark, one markdown table (about 25 min; runs/bench/report.md):
-#                          U-Net and sampling speed, grading and make test wall time, time to quality
+#   make bench             every benchmark, one markdown table (about 45 min; runs/bench/report.md):
+#                          U-Net and sampling speed, grading and make test wall time, time to quality,
+#                          latent diffusion (Phase 6)
 #   make setup | clean
 
 PYTHON ?= python3
@@ -50,6 +52,14 @@ DEMO_CFG_TRAIN := --impl $(REFERENCE) --dataset digits --class-conditional --out
 	--steps 600 --batch-size 64 --lr 2e-3 --warmup-steps 100 --schedule cosine --prediction v \
 	--ema-decay 0.999 --channels-last --sample-every 0 --time-limit 3
 
+# Phase 6 in the demo: an autoencoder (32×32 → 4×8×8 latents) for about a minute, then the same U-Net,
+# class-conditional, on its frozen latents for about a minute (make bench trains each longer).
+DEMO_AE_TRAIN := --impl $(REFERENCE) --dataset digits --train-autoencoder --out runs/demo-ae --overwrite \
+	--steps 150 --batch-size 64 --lr 2e-3 --warmup-steps 20 --ema-decay 0.99 --sample-every 0 --time-limit 1.5
+DEMO_LATENT_TRAIN := --impl $(REFERENCE) --dataset digits --autoencoder runs/demo-ae/last.pt --class-conditional \
+	--out runs/demo-latent --overwrite --steps 500 --batch-size 64 --lr 2e-3 --warmup-steps 100 --schedule cosine \
+	--prediction v --ema-decay 0.999 --channels-last --sample-every 0 --time-limit 1.5
+
 # The sampling half: 64 digits with DDIM (50 steps) and the reverse process as a GIF, then 16
 # with DDPM over all 1000 steps (20× more network calls: about half a minute on two cores), then
 # one row per class of the class-conditional model at guidance scales w = 0, 1, 3 and 5.
@@ -61,6 +71,10 @@ demo: setup
 	$(PY) train.py $(DEMO_CFG_TRAIN)
 	$(PY) sample.py --impl $(REFERENCE) --checkpoint runs/demo-cfg/last.pt --guidance-grid 0,1,3,5 \
 		--out runs/demo-cfg/guidance_grid.png
+	$(PY) train.py $(DEMO_AE_TRAIN)
+	$(PY) train.py $(DEMO_LATENT_TRAIN)
+	$(PY) sample.py --impl $(REFERENCE) --checkpoint runs/demo-latent/last.pt --guidance-grid 0,1,3,5 \
+		--out runs/demo-latent/guidance_grid.png
 
 # The repository: every test on the reference, and the notebooks. A student release: the checks on
 # your files (its tests are the checks).
@@ -94,6 +108,8 @@ autograder: setup
 eval: setup
 	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo/last.pt --num-samples 500
 	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo-cfg/last.pt --num-samples 500 --sweep 0,1,3,5
+	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo-ae/last.pt --num-samples 500
+	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo-latent/last.pt --num-samples 500
 
 bench: setup
 	$(PY) -m tools.benchmarks.run_all --out runs/bench/report.md

@@ -946,4 +946,262 @@ MISTAKES: dict[str, Mistake] = {
         "x_{t_prev} is not the clean image: the jump t_prev → t has α = ᾱ_t / ᾱ_{t_prev}; √ᾱ_t and √(1 − ᾱ_t) "
         "noise x_0 all the way to t.",
     ),
+    # §6.1 the posterior
+    "posterior_halves_swapped": Mistake(
+        "mean and log-variance swapped",
+        "The encoder's first C channels are the mean, the last C the log-variance: `mean, logvar = "
+        "moments.chunk(2, dim=1)`, in that order.",
+    ),
+    "posterior_interleaved": Mistake(
+        "mean and log-variance taken from alternate channels",
+        "The channels are not interleaved (mean, logvar, mean, …): the mean is the first half, the log-variance "
+        "the second half (`moments.chunk(2, dim=1)`).",
+    ),
+    "posterior_mean_clamped": Mistake(
+        "the mean clamped too",
+        "Only the log-variance is clamped (to keep exp() finite); the mean is whatever the encoder says.",
+    ),
+    "posterior_split_wrong_axis": Mistake(
+        "moments split along the wrong axis",
+        "The mean and log-variance are stacked along the channels, dim 1 of (B, 2C, h, w): `chunk(2, dim=1)`.",
+    ),
+    "logvar_not_clamped": Mistake(
+        "log-variance not clamped",
+        "Clamp logvar to [LOGVAR_MIN, LOGVAR_MAX] = [−30, 20], as Rombach et al. do: an untrained encoder can "
+        "output values whose exp() overflows to inf or underflows to 0.",
+    ),
+    "logvar_clamp_bounds_swapped": Mistake(
+        "log-variance clamped to the wrong bounds",
+        "The bounds are LOGVAR_MIN = −30 below and LOGVAR_MAX = 20 above: `logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)`.",
+    ),
+    "logvar_as_log_std": Mistake(
+        "logvar treated as log σ",
+        "logvar is log σ², the log of the variance: σ = exp(logvar / 2) and σ² = exp(logvar). exp(logvar) is "
+        "the variance, not the standard deviation.",
+    ),
+    "posterior_noise_ignored": Mistake(
+        "the noise not used (the mode returned)",
+        "A posterior sample is mean + σ·noise; the mean alone is the mode, which encode_to_diffusion uses only "
+        "when it gets no noise.",
+    ),
+    "logvar_as_std": Mistake(
+        "logvar used as σ",
+        "logvar is a logarithm: σ = exp(logvar / 2), never logvar itself (which can be negative).",
+    ),
+    "posterior_std_sqrt_twice": Mistake(
+        "σ square-rooted twice",
+        "σ = exp(logvar / 2) = √(exp(logvar)); exp(logvar / 4) takes one square root too many.",
+    ),
+    "posterior_noise_added_to_std": Mistake(
+        "noise added to σ instead of multiplied",
+        "The reparameterisation is z = mean + σ · ε: the noise is scaled by σ, not added to it.",
+    ),
+    "posterior_sample_detached": Mistake(
+        "the sample cut from the graph",
+        "No .detach(), torch.no_grad() or .item() in posterior_sample: the reparameterisation trick exists so "
+        "that gradients reach the mean and the log-variance, and through them the encoder.",
+    ),
+    "kl_mean_not_sum": Mistake(
+        "KL averaged over the latent elements instead of summed",
+        "kl_divergence returns the KL of each image: the sum over its C·h·w elements. The averaging belongs to "
+        "autoencoder_loss (§6.3), which divides by the element count once.",
+    ),
+    "kl_sign": Mistake(
+        "KL with the wrong sign",
+        "KL(q ‖ N(0, I)) = ½ Σ (μ² + σ² − 1 − log σ²) is never negative; you have its negative.",
+    ),
+    "kl_missing_minus_one": Mistake(
+        "KL without the −1",
+        "Each element contributes ½ (μ² + σ² − 1 − log σ²); without the −1 a perfect posterior N(0, 1) would "
+        "still cost ½ per element.",
+    ),
+    "kl_missing_half": Mistake(
+        "KL without the ½",
+        "KL = ½ Σ (μ² + σ² − 1 − log σ²): the ½ comes from the Gaussian's exponent.",
+    ),
+    "kl_var_for_logvar": Mistake(
+        "σ² and log σ² swapped in the KL",
+        "The term is exp(logvar) (σ²) minus logvar (log σ²): `mean² + logvar.exp() − 1 − logvar`.",
+    ),
+    "kl_batch_reduced": Mistake(
+        "KL reduced over the batch too",
+        "kl_divergence returns one value per image, shape (B,): sum over dims (1, 2, 3), not over the batch.",
+    ),
+    "kl_not_reduced": Mistake(
+        "KL not summed over the latent elements",
+        "Sum the element-wise KL over the channels and both spatial axes, dims (1, 2, 3): one value per image.",
+    ),
+    # §6.2 the autoencoder
+    "ae_head_silu_missing": Mistake(
+        "no SiLU before the head",
+        "The end of the encoder and of the decoder is norm → SiLU → 3×3 conv, as the U-Net's head.",
+    ),
+    "ae_norm_missing": Mistake(
+        "no GroupNorm before the head",
+        "Normalise (encoder_norm / decoder_norm), then SiLU, then the head convolution.",
+    ),
+    "ae_downsample_every_level": Mistake(
+        "a downsample after every level",
+        "The last level has no downsample: L levels halve the size L − 1 times (32 → 16 → 8 for three).",
+    ),
+    "ae_decoder_tanh": Mistake(
+        "decoder output squashed with tanh",
+        "The decoder's head is a plain convolution: the loss pulls its output into [-1, 1], and "
+        "decode_from_diffusion clamps the images afterwards. A tanh changes every value.",
+    ),
+    "ae_upsample_before_block": Mistake(
+        "upsampled before the level's block",
+        "Each decoder level runs its ResidualBlock at the level's resolution, then upsamples (the mirror of "
+        "the encoder, which downsamples after the block).",
+    ),
+    # §6.3 the autoencoder's loss
+    "kl_summed_not_averaged": Mistake(
+        "KL summed over the latent elements where it should be averaged",
+        "The loss uses the KL per latent element: kl_divergence(mean, logvar) / (C·h·w), then the mean over "
+        "the batch. Summed, β weighs 256 times more for a 4×8×8 latent and the reconstructions blur.",
+    ),
+    "kl_batch_divided_twice": Mistake(
+        "the batch divided out twice",
+        "Divide the per-image KL by the latent element count and take .mean() over the batch, once; dividing "
+        "by B as well makes β B times weaker (a known bug of public latent-diffusion code).",
+    ),
+    "kl_per_pixel": Mistake(
+        "KL divided by the image's pixel count",
+        "The KL is per *latent* element: divide by mean[0].numel() (C·h·w of the latent), not by the image's "
+        "C·H·W.",
+    ),
+    "reconstruction_summed": Mistake(
+        "reconstruction error summed instead of averaged",
+        "Take the mean over every pixel (F.l1_loss / F.mse_loss default to it): both terms are per element, "
+        "so that β keeps its meaning.",
+    ),
+    "reconstruction_loss_swapped": Mistake(
+        "L1 and L2 swapped",
+        "reconstruction=\"l1\" is the mean |x − x̂| (F.l1_loss); \"l2\" the mean (x − x̂)² (F.mse_loss).",
+    ),
+    "kl_weight_misplaced": Mistake(
+        "β multiplies the reconstruction instead of the KL",
+        "loss = reconstruction + β · KL: the KL weight scales only the KL term.",
+    ),
+    "kl_weight_ignored": Mistake(
+        "the KL weight ignored",
+        "Multiply the KL term by kl_weight (β); with β = 1 the KL dominates and every image encodes to noise.",
+    ),
+    # §6.4 the latent scale
+    "scale_is_std": Mistake(
+        "std used where 1/std belongs",
+        "The scale multiplies the latents to give them unit variance, so it is 1 / std (Stable Diffusion's "
+        "0.18215 ≈ 1 / 5.49). Some documentation calls it the latents' standard deviation: the value is its "
+        "reciprocal.",
+    ),
+    "latent_std_biased": Mistake(
+        "the biased standard deviation",
+        "Use torch's default std (unbiased, dividing by n − 1), as the docstring says.",
+    ),
+    "scale_is_inverse_variance": Mistake(
+        "1 / variance instead of 1 / std",
+        "The scale is 1 / std: dividing by the variance over-shrinks latents whose std is above 1.",
+    ),
+    "latent_stats_shape": Mistake(
+        "statistics of the wrong shape",
+        "Overall statistics are 0-d tensors (shape ()); per-channel ones have shape (C, 1, 1), so that they "
+        "broadcast against (B, C, h, w).",
+    ),
+    "latent_center_ignored": Mistake(
+        "center ignored",
+        "With center=True the shift is the latents' mean; with center=False it is 0 (a tensor of zeros of the "
+        "same shape), as Stable Diffusion only scales.",
+    ),
+    "latent_stats_per_channel_ignored": Mistake(
+        "one statistic for all channels when per_channel is set",
+        "per_channel=True reduces over the batch and both spatial axes only, dims (0, 2, 3): one mean and one "
+        "std per channel.",
+    ),
+    "scale_forgotten": Mistake(
+        "the scale factor forgotten",
+        "u = (z − shift) · scale: without the scale the diffusion model sees latents whose variance is not 1, "
+        "and its noise schedule's signal-to-noise ratios are all wrong.",
+    ),
+    "scale_divides": Mistake(
+        "divided by the scale instead of multiplied",
+        "The scale is already 1 / std: multiply by it in to_diffusion, divide by it in from_diffusion.",
+    ),
+    "shift_scale_order": Mistake(
+        "shift and scale in the wrong order",
+        "Centre first, then scale: (z − shift) · scale. z · scale − shift subtracts the shift of the unscaled "
+        "latents from scaled ones.",
+    ),
+    "shift_forgotten": Mistake(
+        "the shift forgotten",
+        "to_diffusion subtracts the shift before scaling, and from_diffusion adds it back after unscaling.",
+    ),
+    "shift_added": Mistake(
+        "the shift with the wrong sign",
+        "to_diffusion subtracts the shift (z − shift); from_diffusion adds it back (u / scale + shift).",
+    ),
+    "unscale_forgotten": Mistake(
+        "from_diffusion without dividing by the scale",
+        "from_diffusion divides by the scale before adding the shift: z = u / scale + shift. Without it the "
+        "decoder gets latents `scale` times too small (or large) and draws grey blurs.",
+    ),
+    "unscale_multiplies": Mistake(
+        "multiplied by the scale again when unscaling",
+        "from_diffusion undoes to_diffusion: divide by the scale (u / scale), do not multiply a second time.",
+    ),
+    "unscale_wrong_order": Mistake(
+        "the inverse applied in the wrong order",
+        "Undo the steps in the opposite order: to_diffusion shifts then scales, so from_diffusion unscales "
+        "first, then shifts: u / scale + shift, not (u + shift) / scale.",
+    ),
+    "from_diffusion_applies_to_diffusion": Mistake(
+        "from_diffusion does what to_diffusion does",
+        "from_diffusion is the inverse: z = u / scale + shift, not (u − shift) · scale.",
+    ),
+    # §6.5 diffusion in the latent space
+    "autoencoder_trainable": Mistake(
+        "the autoencoder left trainable",
+        "freeze must call .requires_grad_(False): otherwise the U-Net's optimiser (or a stray backward) can "
+        "change the autoencoder, and the latents drift from the ones the scale was computed on.",
+    ),
+    "autoencoder_train_mode": Mistake(
+        "the autoencoder left in training mode",
+        "freeze must call .eval(): dropout (or batch statistics) would otherwise change its latents from one "
+        "call to the next.",
+    ),
+    "latents_not_scaled": Mistake(
+        "latents not passed through to_diffusion",
+        "The diffusion model trains on u = to_diffusion(z, shift, scale), not on the raw latents z.",
+    ),
+    "encode_mean_not_sample": Mistake(
+        "the mean encoded when noise was given",
+        "With noise, the training latent is a posterior sample, mean + σ·noise (posterior_sample); the mean is "
+        "for noise=None only.",
+    ),
+    "decode_without_unscaling": Mistake(
+        "decoding without unscaling",
+        "The decoder expects raw latents z: decode(from_diffusion(u, shift, scale)), never decode(u).",
+    ),
+    "decoded_not_clamped": Mistake(
+        "images not clamped after decoding",
+        "Clamp the decoded images to [-1, 1] (the data range): the decoder's output is not squashed.",
+    ),
+    "latents_clamped_before_decoding": Mistake(
+        "latents clamped to [-1, 1]",
+        "Clamp the decoded *images*, never the latents: unit-variance latents have about a third of their "
+        "values outside [-1, 1].",
+    ),
+    "decode_applies_to_diffusion": Mistake(
+        "to_diffusion applied before decoding",
+        "Decoding needs the inverse: from_diffusion(u, shift, scale), then decode.",
+    ),
+    "latents_clipped": Mistake(
+        "latents clipped to [-1, 1] during sampling",
+        "sample_loop clamps x̂_0 to [-1, 1] by default, which suits images, not latents: pass clip_x0=False "
+        "(about a third of a unit-variance latent lies outside [-1, 1]).",
+    ),
+    "latent_sample_not_decoded": Mistake(
+        "latents returned instead of images",
+        "latent_sample ends with decode_from_diffusion: it returns images (B, image_channels, H, W), not the "
+        "sampled latents.",
+    ),
 }

@@ -52,6 +52,12 @@ MISSING_DIAGNOSES: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Names the reference lacks that betray a known mistake.
+UNEXPECTED_DIAGNOSES: tuple[tuple[str, str], ...] = (
+    (r"^downsamples\.\d+\.conv\.weight$", "ae_downsample_every_level"),  # the autoencoder's: one per level
+)
+
+
 def _first(items: list[str], limit: int = 6) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
@@ -79,6 +85,11 @@ def diagnose(mine: nn.Module, reference: nn.Module) -> str | None:
             for pattern, key in MISSING_DIAGNOSES:
                 if re.search(pattern, name):
                     return key
+    references = reference.state_dict()
+    for name in own:
+        for pattern, key in UNEXPECTED_DIAGNOSES:
+            if name not in references and re.search(pattern, name):
+                return key
     return None
 
 

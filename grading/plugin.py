@@ -11,7 +11,7 @@ Options:
     --worker-threads N         torch threads in the worker
 
 Markers (registered in pyproject.toml, enforced with --strict-markers):
-    phase1 … phase5            the phase a check belongs to
+    phase1 … phase6            the phase a check belongs to
     points(n)                  what the check is worth
     exercise(section, name)    the guide section and the function it checks, e.g. ("1.6", "q_sample")
     visibility(v)              Gradescope visibility of a check (default "visible")
@@ -37,14 +37,14 @@ from typing import Iterator
 import pytest
 import torch
 
-from provided.phases import GRADED_IMPLEMENTATIONS, has_reference, resolve_impl
+from provided.phases import EXERCISE_MODULES, GRADED_IMPLEMENTATIONS, has_reference, resolve_impl
 
 from . import checker, recording, wire
 from .checker import fail, learner_error_message
 from .sandbox import REPO_ROOT, Conversation, LearnerError, Limits, RemoteObject, Sandbox, learner_files, \
     reference_files
 
-PHASES = (1, 2, 3, 4, 5)
+PHASES = (1, 2, 3, 4, 5, 6)
 IMPL_KEY = pytest.StashKey[str]()  # the chosen implementation, kept on the config
 TAPE_KEY = pytest.StashKey[object]()  # the recorder or the replay, when the reference is one
 TIMEOUT_MESSAGE = re.compile(r"Timeout \(?>\s*(?P<seconds>[0-9.]+)\s*s")
@@ -177,7 +177,7 @@ def impl(sandbox: Sandbox) -> Iterator[Implementation]:
         conversation.close()
 
 
-REFERENCE_FILES = ("noise_schedule", "diffusion", "unet", "train", "degradations")
+REFERENCE_FILES = EXERCISE_MODULES
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ PHASE_TITLES = {
     3: "The training loop",
     4: "DDPM and DDIM sampling",
     5: "Conditioning and classifier-free guidance",
+    6: "Latent diffusion",
 }
 PHASES = tuple(PHASE_TITLES)
 

@@ -41,12 +41,14 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from provided.phases import EXERCISE_MODULES
+
 from . import confine, wire
 from .recording import RecordedCallable
 from .processes import children_of, kill_group, set_subreaper, sweep_orphans
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LEARNER_MODULES = ("noise_schedule", "diffusion", "unet", "train", "degradations")
+LEARNER_MODULES = EXERCISE_MODULES
 MAX_LEARNER_FILE = 2 * 2**20
 SANDBOX_USER = 65534  # nobody
 
@@ -619,6 +621,10 @@ def copy_state(model: nn.Module, state: dict) -> None:
             else None
     if type(state.get("training")) is bool:
         model.train(state["training"])
+    trainable = state.get("trainable")
+    if type(trainable) is list:  # what requires_grad_ (e.g. freezing) did to the stand-in's parameters
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in trainable)
 
 
 def label_of(target: RemoteObject) -> str:

@@ -203,13 +203,14 @@ class Child:
                 "grads": {name: p.grad.detach().clone() for name, p in mirror.named_parameters()
                           if p.grad is not None},
                 "training": mirror.training,
+                "trainable": [name for name, p in mirror.named_parameters() if p.requires_grad],
             }
         for number, generator in self.generators.items():
             states[str(number)] = {"state": generator.get_state()}
         return states
 
     def mirror_changed(self, number: int, mirror: nn.Module) -> bool:
-        """Whether ``mirror``'s weights, gradients or mode changed since this was last asked.
+        """Whether ``mirror``'s weights, gradients, mode or requires_grad flags changed since this was last asked.
 
         Compares each tensor's identity, storage and in-place version counter; the tensors
         of the last answer are kept alive, so a new tensor cannot reuse an old one's id or
@@ -217,7 +218,8 @@ class Child:
         """
         tensors = [value for _, value in sorted(mirror.state_dict(keep_vars=True).items())]
         tensors += [p.grad for _, p in sorted(mirror.named_parameters()) if p.grad is not None]
-        signature = (mirror.training, tuple((id(v), v.data_ptr(), v._version) for v in tensors))
+        flags = tuple(p.requires_grad for _, p in sorted(mirror.named_parameters()))
+        signature = (mirror.training, flags, tuple((id(v), v.data_ptr(), v._version) for v in tensors))
         previous = self.mirror_signatures.get(number)
         self.mirror_signatures[number] = (signature, [v.detach() for v in tensors] + tensors)
         return previous is None or previous[0] != signature

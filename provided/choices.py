@@ -32,3 +32,9 @@ DEFAULT_UNET_CONFIG = dict(
     in_channels=1, base_channels=16, channel_mults=(1, 2, 4), num_res_blocks=1,
     attention_levels=(2,), num_heads=4, dropout=0.0, groups=8,
 )
+#: Phase 6: the reconstruction losses of ``latent.autoencoder_loss`` (--reconstruction).
+RECONSTRUCTION_LOSSES = ("l1", "l2")
+#: Phase 6: the default autoencoder: 32×32 images → 4×8×8 latents (IMPLEMENTATION_GUIDE.md §6.2).
+DEFAULT_AUTOENCODER_CONFIG = dict(image_channels=1, latent_channels=4, channels=(16, 32, 64), groups=8)
+#: Phase 6: β of the autoencoder's loss, per element (IMPLEMENTATION_GUIDE.md §6.3; --kl-weight).
+DEFAULT_KL_WEIGHT = 1e-4

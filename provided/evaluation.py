@@ -63,6 +63,7 @@ from .cli import (
     run_command, setting_problem,
 )
 from .files import UnreadableFile, atomic_write, read_torch_file, write_json
+from .latent_space import LatentError, load_autoencoder, measure_statistics, reconstruction_rows
 from .image_data import DATASETS, DatasetUnavailable, labelled_datasets, make_dataset
 from .sampling import (
     SampleError,
@@ -70,7 +71,9 @@ from .sampling import (
     checkpoint_path,
     cycled_labels,
     draw_samples,
+    image_shape,
     load_model,
+    open_latent_space,
     read_checkpoint,
     resolve_run_flags,
     write_grid,
@@ -123,8 +126,16 @@ metrics.json (in --out) holds:
  with --sweep also sweep.md (a table) and sweep.png (accuracy, Fréchet distance, precision
  and recall against w); samples.png shows the first samples.
 
+A latent diffusion checkpoint (train.py --autoencoder, Phase 6) is measured the same way, its
+samples decoded and resized to the dataset's own size. An autoencoder's checkpoint (train.py
+--train-autoencoder) is measured instead on N held-out images: reconstruction PSNR and SSIM (from
+the posterior mean), the KL per latent element, and the standard deviation of its latents before
+and after the scale of latent_statistics (measured on N training images); it writes
+metrics.json and reconstructions.png (originals above reconstructions).
+
 examples:
   python evaluate.py --checkpoint runs/demo/last.pt --num-samples 500
+  python evaluate.py --checkpoint runs/ae/last.pt --num-samples 500   # an autoencoder (Phase 6)
   python evaluate.py --checkpoint runs/digits-cfg --guidance-scale 3 --sweep 0,1,2,3,5
   python evaluate.py --samples samples.pt --out runs/demo/eval_samples
   python evaluate.py --checkpoint runs/demo --impl solutions --device cpu --knn 5"""
@@ -269,11 +280,13 @@ def open_checkpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     steps = args.steps or (timesteps if sampler == "ddpm" else min(DEFAULT_DDIM_STEPS, timesteps))
     if steps > timesteps:
         parser.error(f"argument --steps: at most T = {timesteps} (the checkpoint's --timesteps); got {steps}")
+    latent = bool(config.get("latent"))  # Phase 6: latents are not clipped, and decode to image_shape
     options = dict(sampler=sampler, num_steps=steps, eta=0.0, variance="small", spacing="trailing",
-                   prediction=config["prediction"], clip_x0=True)
+                   prediction=config["prediction"], clip_x0=not latent)
     return Source(
-        kind="checkpoint", path=path, dataset=dataset, image_size=config["image_size"],
-        channels=checkpoint["model_config"]["in_channels"], num_classes=num_classes,
+        kind="checkpoint", path=path, dataset=dataset,
+        image_size=DATASETS[dataset].image_size if latent else config["image_size"],
+        channels=image_shape(checkpoint)[0], num_classes=num_classes,
         data_dir=config.get("data_dir") or "data", data_seed=int(config.get("seed") or 0),
         num_samples=args.num_samples or DEFAULT_NUM_SAMPLES, checkpoint=checkpoint,
         guidance_scale=(DEFAULT_GUIDANCE_SCALE if args.guidance_scale is None else args.guidance_scale)
@@ -447,6 +460,10 @@ class Sampler:
                                                    name=str(source.path))
         except SampleError as error:
             raise EvaluateError(f"argument --checkpoint: {error}") from None
+        try:
+            self.space = open_latent_space(source.checkpoint, args.impl, args.device, str(source.path))
+        except SampleError as error:
+            raise EvaluateError(f"argument --checkpoint: {error}") from None
         count = source.num_samples
         self.labels = cycled_labels(list(range(source.num_classes)), count) if source.num_classes else None
         self.seconds = 0.0
@@ -456,13 +473,18 @@ class Sampler:
         source, details = self.source, self.source.details
         started = time.perf_counter()
         generator = seed_everything(details["seed"])
+        shape = (source.channels, source.image_size, source.image_size) if self.space is None else self.space.shape
         with torch.inference_mode():
             images = draw_samples(
-                self.diffusion, self.model, self.schedule, (source.channels, source.image_size, source.image_size),
+                self.diffusion, self.model, self.schedule, shape,
                 source.num_samples, details["batch_size"], details["sampling"], generator,
                 progress=sys.stderr.isatty(), labels=self.labels,
                 guidance_scale=DEFAULT_GUIDANCE_SCALE if guidance_scale is None else guidance_scale,
+                space=self.space,
             )
+        if images.shape[-1] != source.image_size:  # decoded latents: back to the dataset's own size
+            images = torch.nn.functional.interpolate(images, size=(source.image_size,) * 2, mode="bilinear",
+                                                     antialias=True, align_corners=False)
         try:
             check_finite(images, self.args.impl)
         except SampleError as error:
@@ -587,9 +609,88 @@ def default_out(source: Source) -> Path:
     return source.path.with_name(f"{source.path.stem}_eval")
 
 
+def autoencoder_path(args: argparse.Namespace) -> Path | None:
+    """--checkpoint's file when it holds an autoencoder (train.py --train-autoencoder), else None."""
+    if args.checkpoint is None:
+        return None
+    path = checkpoint_path(args.checkpoint)
+    try:
+        state = read_torch_file(path) if path.is_file() else None
+    except UnreadableFile:
+        return None  # open_checkpoint says what is wrong with it
+    config = state.get("config") if isinstance(state, dict) else None
+    return path if isinstance(config, dict) and config.get("train_autoencoder") else None
+
+
+def measure_autoencoder(args: argparse.Namespace, parser: argparse.ArgumentParser, path: Path) -> int:
+    """Phase 6: reconstruction PSNR and SSIM on N held-out images, the KL, the latents' std before and after scaling."""
+    started = time.perf_counter()
+    for name in ("sampler", "steps", "guidance_scale", "sweep", "no_ema"):
+        if getattr(args, name) not in (None, False):
+            parser.error(f"argument {flag(name)}: {path} is an autoencoder, which does not sample; drop the flag")
+    latent = import_impl("latent", args.impl)
+    degradations = import_impl("degradations", args.impl)  # psnr and ssim (provided)
+    try:
+        autoencoder, state, _ = load_autoencoder(path, latent, args.device)
+    except LatentError as error:
+        raise EvaluateError(f"argument --checkpoint: {error}") from None
+    config = state["config"]
+    count = args.num_samples or DEFAULT_NUM_SAMPLES
+    data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir") or "data"
+    out = Path(args.out) if args.out is not None else path.parent / "eval"
+    check_writable(parser, "--out", out, folder=True)
+    source = Source(kind="checkpoint", path=path, dataset=config["dataset"], image_size=config["image_size"],
+                    channels=autoencoder.config["image_channels"], num_classes=0, data_dir=data_dir,
+                    data_seed=int(config.get("seed") or 0), num_samples=count)
+    test_images = real_images(source.dataset, "test", source, data_dir, args.download)[0] * 2 - 1
+    train_images = real_images(source.dataset, "train", source, data_dir, args.download)[0] * 2 - 1
+    batch = args.batch_size or DEFAULT_BATCH_SIZE
+    generator = seed_everything(DEFAULT_SEED if args.seed is None else args.seed)
+    reconstructions, kls, latents = [], [], []
+    with torch.inference_mode():
+        shift, scale = measure_statistics(latent, autoencoder, train_images, generator)
+        for start in range(0, count, batch):
+            images = test_images[start : start + batch].to(args.device)
+            mean, logvar = autoencoder.encode(images)
+            reconstructions.append(autoencoder.decode(mean).clamp(-1, 1).float().cpu())
+            kls.append((latent.kl_divergence(mean, logvar) / mean[0].numel()).float().cpu())
+            noise = torch.randn(mean.shape, generator=generator).to(mean)
+            latents.append(latent.posterior_sample(mean, logvar, noise).float().cpu())
+    reconstructed = torch.cat(reconstructions)
+    raw = torch.cat(latents)
+    scaled = latent.to_diffusion(raw, shift, scale)
+    metrics = {
+        "format": METRICS_FORMAT, "version": METRICS_VERSION, "kind": "autoencoder",
+        "dataset": source.dataset, "image_size": source.image_size, "num_images": count,
+        "psnr": degradations.psnr(reconstructed, test_images).mean().item(),
+        "ssim": degradations.ssim(reconstructed, test_images).mean().item(),
+        "kl_per_element": torch.cat(kls).mean().item(),
+        "latent_shape": list(raw.shape[1:]), "latent_std": raw.std().item(), "scaled_latent_std": scaled.std().item(),
+        "scaled_latent_mean": scaled.mean().item(), "shift": shift.tolist(), "scale": scale.tolist(),
+        "source": {"checkpoint": str(path), "train_step": state.get("step"), "impl": args.impl,
+                   "device": str(args.device)},
+    }
+    metrics["seconds"] = time.perf_counter() - started
+    shown = min(count, 32) // 8 * 8 or min(count, 8)
+    write_grid(reconstruction_rows(test_images[:shown], reconstructed[:shown], min(8, shown)),
+               out / "reconstructions.png", nrow=min(8, shown))
+    write_json(out / "metrics.json", metrics)
+    print(f"autoencoder {path} (step {state.get('step')}) on {count} held-out {source.dataset} images of "
+          f"{source.channels}×{source.image_size}×{source.image_size} → latents {'×'.join(map(str, raw.shape[1:]))}")
+    print(f"reconstruction PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}; KL {metrics['kl_per_element']:.4g} "
+          f"per latent element")
+    print(f"latent std {metrics['latent_std']:.4g}; after latent_statistics' scale (from {count} training images) "
+          f"{metrics['scaled_latent_std']:.4f} (mean {metrics['scaled_latent_mean']:+.4f})")
+    print(f"took {metrics['seconds']:.0f} s; wrote {out / 'metrics.json'}, {out / 'reconstructions.png'}")
+    return 0
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Open the source, get the classifier and the real images, sample, measure, write, print."""
     started = time.perf_counter()
+    autoencoder = autoencoder_path(args)
+    if autoencoder is not None:
+        return measure_autoencoder(args, parser, autoencoder)
     source = open_checkpoint(args, parser) if args.checkpoint is not None else open_samples(args, parser)
     count = source.num_samples
     if args.knn >= count:

@@ -56,6 +56,7 @@ from .cli import (
 )
 from .conditioning import ImageConditioned, guidance_inputs, triplet_rows
 from .files import UnreadableFile, atomic_write, load_weights, read_torch_file
+from .latent_space import LatentError, LatentSpace
 from .phases import CODE_NAMES
 from .training import SAMPLING_KEYS, SAMPLING_SETTINGS, checkpoint_problem
 
@@ -309,6 +310,12 @@ def read_checkpoint(path: Path) -> dict:
     problem = checkpoint_problem(state, path, SAMPLING_KEYS, SAMPLING_SETTINGS)
     if problem:
         raise SampleError(problem)
+    if state["config"].get("train_autoencoder"):
+        raise SampleError(
+            f"{path} is an autoencoder (train.py --train-autoencoder), which does not sample: train a diffusion "
+            f"model on its latents with python train.py --autoencoder {path}, and sample from that one "
+            f"(evaluate.py --checkpoint {path} measures the autoencoder)"
+        )
     return state
 
 
@@ -641,6 +648,19 @@ class FirstImages:
         self.trajectory.finish(x0[: self.count])
 
 
+class DecodedFrames:
+    """Phase 6: hands each frame of a latent sampling loop on to ``trajectory`` decoded into images."""
+
+    def __init__(self, trajectory, space: LatentSpace) -> None:
+        self.trajectory, self.space = trajectory, space
+
+    def record(self, t: int, x_t: torch.Tensor, x0_hat: torch.Tensor) -> None:
+        self.trajectory.record(t, self.space.decode(x_t), self.space.decode(x0_hat))
+
+    def finish(self, x0: torch.Tensor) -> None:
+        self.trajectory.finish(self.space.decode(x0))
+
+
 def batch_sizes(num_samples: int, batch_size: int) -> list[int]:
     """The size of each batch: full ones, then what is left (e.g. 10 in 4s → [4, 4, 2])."""
     full, rest = divmod(num_samples, batch_size)
@@ -660,6 +680,7 @@ def draw_samples(
     progress: bool = False,
     labels: torch.Tensor | None = None,
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    space: LatentSpace | None = None,
 ) -> torch.Tensor:
     """``num_samples`` images from ``diffusion.sample_loop``, batch after batch.
 
@@ -668,6 +689,8 @@ def draw_samples(
     (if given). ``options`` are sample_loop's keyword arguments (:func:`sampling_options`).
     For a class-conditional model, ``labels`` (num_samples,) are the images' classes,
     sampled with guidance scale ``guidance_scale`` (see ``provided.conditioning.guidance_inputs``).
+    For a latent diffusion model (Phase 6) ``image_shape`` is the latents' and ``space`` decodes
+    each batch (and each frame of the trajectory) into images.
 
     Returns:
         (num_samples, C, H, W) float32 images on the CPU.
@@ -684,10 +707,15 @@ def draw_samples(
             if labels is not None:
                 batch_labels = labels[index * batch_size : index * batch_size + size].to(device)
                 conditioning = guidance_inputs(batch_labels, guidance_scale, null_label=model.num_classes)
+            recorder = trajectory if index == 0 else None
+            if recorder is not None and space is not None:
+                recorder = DecodedFrames(recorder, space)
             images = diffusion.sample_loop(
                 model, schedule, (size, *image_shape), generator=generator, device=device,
-                progress=progress, trajectory=trajectory if index == 0 else None, **options, **conditioning,
+                progress=progress, trajectory=recorder, **options, **conditioning,
             )
+            if space is not None:
+                images = space.decode(images)
             batches.append(images.float().cpu())
             bar.update(size)
     return torch.cat(batches)
@@ -696,6 +724,7 @@ def draw_samples(
 def draw_guidance_grid(
     diffusion: ModuleType, model: nn.Module, schedule, image_shape: tuple[int, int, int], classes: list[int],
     scales: tuple[float, ...], batch_size: int, options: dict, generator: torch.Generator, progress: bool = False,
+    space: LatentSpace | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """--guidance-grid: row r shows class ``classes[r]``, column c guidance scale ``scales[c]``.
 
@@ -713,7 +742,7 @@ def draw_guidance_grid(
         generator.set_state(start)
         columns.append(draw_samples(
             diffusion, model, schedule, image_shape, len(classes), batch_size, options, generator,
-            progress=progress, labels=labels, guidance_scale=scale,
+            progress=progress, labels=labels, guidance_scale=scale, space=space,
         ))
     images = torch.stack(columns, dim=1).flatten(0, 1)  # (R, Cols, C, H, W) → row after row
     return images, labels.repeat_interleave(len(scales))
@@ -799,9 +828,22 @@ def describe(options: dict) -> str:
 
 
 def image_shape(checkpoint: dict) -> tuple[int, int, int]:
-    """(C, H, W) of the images the checkpoint's model was trained on."""
+    """(C, H, W) of the images the checkpoint's model was trained on (decoded ones, for a latent model)."""
+    latent = checkpoint["config"].get("latent")
+    if isinstance(latent, dict) and isinstance(latent.get("image_shape"), list):
+        return tuple(latent["image_shape"])
     size = checkpoint["config"]["image_size"]
     return checkpoint["model_config"]["in_channels"], size, size
+
+
+def open_latent_space(checkpoint: dict, impl: str, device: torch.device, name: str) -> LatentSpace | None:
+    """Phase 6: the frozen autoencoder and scale a latent diffusion checkpoint was trained with (None: pixels)."""
+    if not checkpoint["config"].get("latent"):
+        return None
+    try:
+        return LatentSpace.from_checkpoint(checkpoint, import_impl("latent", impl), device, name)
+    except LatentError as error:
+        raise SampleError(str(error)) from None
 
 
 def new_trajectory(diffusion: ModuleType, config: dict, options: dict, frames: int):
@@ -839,25 +881,26 @@ def write_outputs(
 
 def sample_images(
     args: argparse.Namespace, diffusion: ModuleType, model: nn.Module, schedule, checkpoint: dict, options: dict,
-    classes: list[int] | None, generator: torch.Generator, trajectory=None,
+    classes: list[int] | None, generator: torch.Generator, trajectory=None, space: LatentSpace | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The images the flags ask for and their labels (None for an unconditional model).
 
     Three cases: an unconditional model; a class-conditional one, whose images cycle
-    through ``classes`` with guidance scale --guidance-scale; or --guidance-grid.
+    through ``classes`` with guidance scale --guidance-scale; or --guidance-grid. A latent
+    diffusion model (``space``) samples latents and decodes them.
     """
-    shape, progress = image_shape(checkpoint), sys.stderr.isatty()
+    shape, progress = image_shape(checkpoint) if space is None else space.shape, sys.stderr.isatty()
     if args.guidance_grid is not None:
         return draw_guidance_grid(
             diffusion, model, schedule, shape, classes, args.guidance_grid, args.batch_size, options, generator,
-            progress=progress,
+            progress=progress, space=space,
         )
     num_samples = args.num_samples or DEFAULT_NUM_SAMPLES
     labels = None if classes is None else cycled_labels(classes, num_samples)
     images = draw_samples(
         diffusion, model, schedule, shape, num_samples, args.batch_size, options, generator,
         trajectory=None if trajectory is None else FirstImages(trajectory, GIF_IMAGES), progress=progress,
-        labels=labels, guidance_scale=guidance_of(args),
+        labels=labels, guidance_scale=guidance_of(args), space=space,
     )
     return images, labels
 
@@ -887,6 +930,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     task = image_task(args, checkpoint, parser)
     for note in ignored_flags(args):
         print(note)
+    if checkpoint["config"].get("latent"):
+        if args.inpaint:
+            parser.error(f"argument --inpaint: {path} is a latent diffusion model (Phase 6); inpainting works on "
+                         "pixel models here")
+        options["clip_x0"] = False  # latents have unit variance: about a third lies outside [-1, 1] (§6.5)
     if task is not None or args.inpaint:
         return run_on_test_images(args, parser, path, checkpoint, options, classes, task)
 
@@ -894,12 +942,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     grid = check_outputs(args, parser, default_grid_path(path, options, scales))
     diffusion = import_impl("diffusion", args.impl)
     model, schedule = load_model(checkpoint, args.impl, args.device, ema=args.ema, name=str(path))
+    space = open_latent_space(checkpoint, args.impl, args.device, str(path))
     trajectory = None if args.gif is None else new_trajectory(diffusion, checkpoint["config"], options, args.gif_frames)
     generator = seed_everything(args.seed)
     started = time.perf_counter()
     with torch.inference_mode():
         images, labels = sample_images(
-            args, diffusion, model, schedule, checkpoint, options, classes, generator, trajectory
+            args, diffusion, model, schedule, checkpoint, options, classes, generator, trajectory, space
         )
     seconds = time.perf_counter() - started
     check_finite(images, args.impl)

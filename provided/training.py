@@ -36,7 +36,10 @@ from torch import nn
 
 from utils import DEVICES, IMPLEMENTATIONS, import_impl, pick_device, resolve_impl, seed_everything
 
-from .choices import DEFAULT_GUIDANCE_SCALE, DEFAULT_UNET_CONFIG, LOSS_TYPES, PREDICTION_TYPES, SCHEDULE_NAMES, TASK_NAMES
+from .choices import (
+    DEFAULT_AUTOENCODER_CONFIG, DEFAULT_GUIDANCE_SCALE, DEFAULT_KL_WEIGHT, DEFAULT_UNET_CONFIG, LOSS_TYPES,
+    PREDICTION_TYPES, RECONSTRUCTION_LOSSES, SCHEDULE_NAMES, TASK_NAMES,
+)
 from . import cli
 from .cli import (
     IMPL_HELP, SEED_WHY, THREADS_HELP, CommandError, apply_threads, check_writable, flag, float_in, int_at_least,
@@ -48,6 +51,8 @@ from .files import (
     save_checkpoint, save_grid, sweep_temporaries, weights_problem, write_json,
 )
 from .image_data import DATASETS, MIN_IMAGE_SIZE
+from .latent_space import DEFAULT_STATISTICS_IMAGES, LatentError, LatentSpace, load_autoencoder, measure_statistics, \
+    reconstruction_rows
 from .phases import CODE_NAMES
 
 #: The settings ``python train.py`` uses without flags: those of ``make demo``, about 4–5 minutes
@@ -78,7 +83,9 @@ MODEL_FLAGS = ("base_channels", "channel_mults", "num_res_blocks", "attention_le
 LOSS_CSV_FIELDS = ("step", "loss", "lr", "images_per_s")
 #: Settings that checkpoints of older versions may lack (read with their defaults); a resumed run
 #: needs every other setting of its checkpoint.
-LATER_SETTINGS = ("class_conditional", "p_uncond", "sample_guidance", "task", "save_every", "threads")
+LATER_SETTINGS = ("class_conditional", "p_uncond", "sample_guidance", "task", "save_every", "threads",
+                  "train_autoencoder", "autoencoder", "kl_weight", "reconstruction", "ae_channels", "latent_channels",
+                  "statistics_images")
 #: What sample.py and evaluate.py need from a checkpoint, and from the settings saved in it.
 SAMPLING_KEYS = ("config", "model_config", "model", "ema")
 SAMPLING_SETTINGS = ("schedule", "timesteps", "prediction", "image_size")
@@ -105,6 +112,9 @@ images_per_s), loss.png (the loss curve) and, at the end, samples.png.
 Ctrl-C (or SIGTERM) stops after the current step and saves last.pt; --resume continues.
 Only one train.py at a time may use an --out (it holds the file .train.lock there).
 
+With --train-autoencoder (Phase 6) it trains the autoencoder of latent.py instead, and its
+grids show originals above their reconstructions; with --autoencoder CHECKPOINT it trains
+the U-Net on the scaled latents of that (frozen) autoencoder and decodes its samples.
 The model is unconditional unless --class-conditional (Phase 5) is given: then it
 learns the dataset's classes, and its sample grids show one class per column.
 With --task (Phase 5) it learns to restore degraded images instead: its grids show,
@@ -118,7 +128,9 @@ examples:
   python train.py --resume --out runs/mnist         # continue where it stopped
   python train.py --impl solutions --time-limit 5   # the reference, for at most 5 minutes
   python train.py --class-conditional --out runs/digits-cfg   # Phase 5: for guided sampling
-  python train.py --task deblur --out runs/digits-deblur      # Phase 5: an image-conditioned restorer"""
+  python train.py --task deblur --out runs/digits-deblur      # Phase 5: an image-conditioned restorer
+  python train.py --train-autoencoder --out runs/ae           # Phase 6: the autoencoder (32×32 → 4×8×8)
+  python train.py --autoencoder runs/ae/last.pt --class-conditional --out runs/latent  # Phase 6: diffusion on its latents"""
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -229,6 +241,29 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         "condition_pair(images, task, generator); from the training generator a batch draws first "
         "the degradation's noise (denoise only), then training_step's t and noise. Not with "
         "--class-conditional")
+
+    latent = parser.add_argument_group("latent diffusion (Phase 6; off by default: the U-Net works on pixels)")
+    add(latent, "--train-autoencoder", default=False, action="store_true",
+        help="train the autoencoder of latent.py (§6.2–§6.3) instead of a diffusion model; the images are "
+        "resized to a multiple of 4 × 2^(levels − 1) (32×32 for the digits), so that the default U-Net can "
+        "then diffuse the latents. Not with --class-conditional, --task or --autoencoder")
+    add(latent, "--autoencoder", default=None, metavar="CHECKPOINT",
+        help="train the U-Net on the latents of this autoencoder (a last.pt of --train-autoencoder), frozen: "
+        "their shift and scale are measured first (latent_statistics of --statistics-images posterior "
+        "samples) and saved in the checkpoint with the autoencoder's weights. Not with --task")
+    add(latent, "--kl-weight", default=DEFAULT_KL_WEIGHT, type=float_in(0.0, low_open=False), metavar="BETA",
+        help="with --train-autoencoder: β of autoencoder_loss, per element (default: %(default)g)")
+    add(latent, "--reconstruction", default="l1", choices=RECONSTRUCTION_LOSSES,
+        help="with --train-autoencoder: the reconstruction loss (default: %(default)s)")
+    add(latent, "--ae-channels", default=list(DEFAULT_AUTOENCODER_CONFIG["channels"]), type=int_list(allow_empty=False),
+        metavar="C1,C2,…", help="with --train-autoencoder: the width of each level; L levels make latents "
+        "2^(L − 1) times smaller (default: %(default)s)")
+    add(latent, "--latent-channels", default=DEFAULT_AUTOENCODER_CONFIG["latent_channels"],
+        type=int_at_least(1, 64), metavar="C", help="with --train-autoencoder: the latents' channels "
+        "(default: %(default)s)")
+    add(latent, "--statistics-images", default=DEFAULT_STATISTICS_IMAGES, type=int_at_least(2, cli.MAX_TRAIN_IMAGES),
+        metavar="N", help="with --autoencoder: how many training images give the latents' shift and scale "
+        "(default: %(default)s)")
 
     speed = parser.add_argument_group("device and speed")
     add(speed, "--device", default="auto", choices=DEVICES,
@@ -489,9 +524,10 @@ class GridSampler:
 
     def __init__(
         self, impl: str, config: dict, schedule, device: torch.device, shape: tuple[int, ...], note,
-        num_classes: int | None = None, condition: torch.Tensor | None = None,
+        num_classes: int | None = None, condition: torch.Tensor | None = None, space: LatentSpace | None = None,
     ) -> None:
         self.diffusion = import_impl("diffusion", impl)
+        self.space = space  # Phase 6: sample latents of this shape (shape's C, H, W), unclipped, then decode
         self.config, self.schedule, self.device, self.shape, self.note = config, schedule, device, shape, note
         self.disabled = False
         self.conditioning = {}
@@ -507,13 +543,14 @@ class GridSampler:
         network = model if self.condition is None else ImageConditioned(model, self.condition)
 
         def draw(diffusion: ModuleType) -> torch.Tensor:
-            return diffusion.ddim_sample(
+            images = diffusion.ddim_sample(
                 network, self.schedule, self.shape,
                 num_steps=min(self.config["sample_steps"], self.config["timesteps"]),
-                eta=0.0, prediction=self.config["prediction"], clip_x0=True,
+                eta=0.0, prediction=self.config["prediction"], clip_x0=self.space is None,
                 generator=torch.Generator().manual_seed(self.config["seed"]),
                 device=self.device, **self.conditioning,
             )
+            return images if self.space is None else self.space.decode(images)
 
         was_training = model.training
         model.eval()
@@ -617,7 +654,7 @@ class StopOnInterrupt:
 def settings_from_args(args: argparse.Namespace) -> dict:
     """The run's settings as a JSON-friendly dict (flags, before anything is resolved)."""
     config = {key: value for key, value in vars(args).items() if key not in ("resume", "overwrite")}
-    for key in ("channel_mults", "attention_levels"):
+    for key in ("channel_mults", "attention_levels", "ae_channels"):
         if config.get(key) is not None:
             config[key] = list(config[key])
     return config
@@ -755,6 +792,116 @@ def remove_previous_run(out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Phase 6: the autoencoder, and diffusion on its latents
+# ---------------------------------------------------------------------------
+
+
+def latent_mode(config: dict, parser) -> str:
+    """"autoencoder" (--train-autoencoder), "latents" (--autoencoder) or "pixels"; refuses what does not mix."""
+    if config.get("train_autoencoder"):
+        for key in ("autoencoder", "task", "class_conditional"):
+            if config.get(key):
+                parser.error(f"argument --train-autoencoder: not with {flag(key)} (the autoencoder learns images "
+                             f"alone; train the diffusion model afterwards with --autoencoder)")
+        return "autoencoder"
+    if config.get("autoencoder"):
+        if config.get("task"):
+            parser.error("argument --autoencoder: not with --task (image-conditioned models work on pixels here)")
+        return "latents"
+    return "pixels"
+
+
+def autoencoder_image_size(config: dict, info, levels: int) -> int:
+    """--image-size, else the dataset's size rounded up to a multiple of 4 · 2^(levels − 1) (28 → 32)."""
+    if config["image_size"] is not None:
+        return config["image_size"]
+    multiple = 4 * 2 ** (levels - 1)  # the latent's side then halves twice in the default U-Net
+    return -(-info.image_size // multiple) * multiple
+
+
+def new_autoencoder(latent_module: ModuleType, config: dict, info, parser) -> nn.Module:
+    """--train-autoencoder: latent.py's Autoencoder for the data flags and --ae-channels, --latent-channels."""
+    channels = tuple(config["ae_channels"])
+    try:
+        model = latent_module.Autoencoder(
+            image_channels=info.channels, latent_channels=config["latent_channels"], channels=channels,
+            groups=next(g for g in (DEFAULT_AUTOENCODER_CONFIG["groups"], 4, 2, 1) if all(c % g == 0 for c in channels)),
+        )
+    except NotImplementedError:
+        raise
+    except (TypeError, ValueError) as error:
+        parser.error(f"argument --ae-channels: {error}")
+    size = autoencoder_image_size(config, info, len(channels))
+    if size % model.downsampling:
+        parser.error(f"argument --image-size: {size} is not divisible by {model.downsampling}, which the "
+                     f"autoencoder's {len(channels)} levels need")
+    config["image_size"] = size
+    return model
+
+
+def open_latent_space(latent_module: ModuleType, config: dict, checkpoint: dict | None, device, parser) -> LatentSpace:
+    """--autoencoder: the frozen autoencoder; from the checkpoint itself when resuming (its scale too),
+    else from the file --autoencoder names (the scale measured later by :func:`measure_latent_space`)."""
+    try:
+        if checkpoint is not None:
+            return LatentSpace.from_checkpoint(checkpoint, latent_module, device, str(Path(config["out"]) / "last.pt"))
+        autoencoder, state, sha256 = load_autoencoder(Path(config["autoencoder"]), latent_module, device)
+    except LatentError as error:
+        parser.error(f"argument --autoencoder: {error}")
+    saved = state["config"]
+    if saved.get("dataset") != config["dataset"]:
+        parser.error(f"argument --autoencoder: it was trained on {saved.get('dataset')!r}, not on --dataset "
+                     f"{config['dataset']!r}; train one on this dataset, or give --dataset {saved.get('dataset')}")
+    if config["image_size"] is not None and config["image_size"] != saved["image_size"]:
+        parser.error(f"argument --image-size: the autoencoder works on {saved['image_size']}×{saved['image_size']} "
+                     f"images; drop --image-size (it is taken from --autoencoder)")
+    config["image_size"] = saved["image_size"]
+    image_shape = (autoencoder.config["image_channels"], saved["image_size"], saved["image_size"])
+    space = LatentSpace(latent_module, autoencoder, torch.zeros(()), torch.ones(()), image_shape)
+    space.source = (Path(config["autoencoder"]), sha256, dict(state["model_config"]))
+    return space
+
+
+def measure_latent_space(space: LatentSpace, dataset, config: dict) -> LatentSpace:
+    """The shift and scale of the first --statistics-images training images' latents, into config["latent"]."""
+    images = first_images(dataset, config["statistics_images"]) * 2 - 1
+    shift, scale = measure_statistics(space.latent, space.autoencoder, images,
+                                      torch.Generator().manual_seed(config["seed"]))
+    measured = LatentSpace(space.latent, space.autoencoder, shift, scale, space.image_shape)
+    config["latent"] = measured.describe(*space.source)
+    return measured
+
+
+def draw_normal(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """N(0, I) of ``shape`` from ``generator`` (drawn on its device, then moved: the same draws on any device)."""
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+def describe_tensor(value: torch.Tensor) -> str:
+    return f"{value.item():.4g}" if value.numel() == 1 else "(" + ", ".join(f"{v:.3g}" for v in value.flatten()) + ")"
+
+
+class ReconstructionGrid:
+    """--train-autoencoder's grids: the first training images above their reconstructions (from the mean)."""
+
+    def __init__(self, images: torch.Tensor, device: torch.device) -> None:
+        self.images = images.to(device)
+        self.per_row = min(8, len(images))
+        self.images = self.images[: len(images) // self.per_row * self.per_row]
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                mean, _ = model.encode(self.images)
+                reconstructed = model.decode(mean).clamp(-1, 1)
+        finally:
+            model.train(was_training)
+        return reconstruction_rows(self.images.cpu(), reconstructed.float().cpu(), self.per_row)
+
+
+# ---------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------
 
@@ -822,8 +969,10 @@ def run_training(
             "argument --task: not with --class-conditional (a model here restores a degraded image or "
             "follows a class label, not both); drop one of the two"
         )
+    mode = latent_mode(config, parser)  # "pixels", "autoencoder" (Phase 6) or "latents" (Phase 6)
     impl = config["impl"]
     train_module = import_impl("train", impl)  # your §3.1–§3.4 functions (or the reference's)
+    latent_module = import_impl("latent", impl) if mode != "pixels" else None  # your §6.1–§6.5 functions
     degradations = import_impl("degradations", impl) if task else None  # your §5.4–§5.5 with --task
     unet_module = import_impl("unet", impl)
     schedule_module = import_impl("noise_schedule", impl)
@@ -848,12 +997,23 @@ def run_training(
     # (--task denoise), then training_step's timesteps and noise.
     generator = seed_everything(config["seed"])
     num_classes = class_count(config, info, parser)  # K with --class-conditional, else None
-    model = build_model(unet_module, config, info.channels, parser, num_classes, info.channels if task else 0)
-    if config["image_size"] is not None:
+    space = None  # with --autoencoder: the frozen autoencoder and its latents' scale
+    if mode == "autoencoder":
+        model = new_autoencoder(latent_module, config, info, parser)
+    elif mode == "latents":
+        space = open_latent_space(latent_module, config, checkpoint, device, parser)
+        model = build_model(unet_module, config, space.shape[0], parser, num_classes)
         try:
-            model.check_image_size(config["image_size"], config["image_size"])
+            model.check_image_size(*space.shape[1:])
         except ValueError as error:
-            parser.error(f"argument --image-size: {error}")
+            parser.error(f"argument --autoencoder: its latents of shape {space.shape} do not fit the U-Net: {error}")
+    else:
+        model = build_model(unet_module, config, info.channels, parser, num_classes, info.channels if task else 0)
+        if config["image_size"] is not None:
+            try:
+                model.check_image_size(config["image_size"], config["image_size"])
+            except ValueError as error:
+                parser.error(f"argument --image-size: {error}")
     dataset = open_dataset(config, parser)
     first_image, _ = dataset[0]
     channels, height, width = first_image.shape
@@ -861,10 +1021,11 @@ def run_training(
         raise TrainError(
             f"the dataset gave {channels}-channel images, but {config['dataset']} should have {info.channels}"
         )
-    try:
-        model.check_image_size(height, width)
-    except ValueError as error:
-        parser.error(f"argument --image-size: {error}")
+    if mode == "pixels":
+        try:
+            model.check_image_size(height, width)
+        except ValueError as error:
+            parser.error(f"argument --image-size: {error}")
     if len(dataset) < config["batch_size"]:
         parser.error(
             f"argument --batch-size: {config['batch_size']} is more than the {len(dataset)} images of the dataset; "
@@ -884,6 +1045,8 @@ def run_training(
             f"argument --sample-steps: at most --timesteps = {config['timesteps']}; got {config['sample_steps']}"
         )
     grid_inputs = task_grid_inputs(degradations, dataset, config, parser) if task else None  # (degraded, original)
+    if mode == "latents" and checkpoint is None:
+        space = measure_latent_space(space, dataset, config)
 
     model.to(device)
     if config["channels_last"]:
@@ -960,10 +1123,15 @@ def run_training(
     )
 
     sample_shape = (len(grid_inputs[0]) if task else config["num_samples"], channels, height, width)
-    sampler = GridSampler(
-        impl, config, schedule, device, sample_shape, note, num_classes,
-        condition=grid_inputs[0] if task else None,
-    )
+    if mode == "autoencoder":
+        sampler = ReconstructionGrid(first_images(dataset, min(config["num_samples"], 32)) * 2 - 1, device)
+    else:
+        if space is not None:
+            sample_shape = (config["num_samples"], *space.shape)
+        sampler = GridSampler(
+            impl, config, schedule, device, sample_shape, note, num_classes,
+            condition=grid_inputs[0] if task else None, space=space,
+        )
     def autocast():
         if amp_dtype is None:
             return contextlib.nullcontext()
@@ -973,8 +1141,14 @@ def run_training(
     classes = f", {num_classes} classes, p_uncond {config['p_uncond']:g}" if num_classes else ""
     if task:
         classes = f", task {task}: {degradations.TASKS[task].description}"
+    what = "the U-Net"
+    if mode == "autoencoder":
+        what = f"the autoencoder ({'×'.join(map(str, model.latent_shape(height, width)))} latents, β {config['kl_weight']:g})"
+    elif mode == "latents":
+        what = (f"the U-Net on {'×'.join(map(str, space.shape))} latents (scale {describe_tensor(space.scale)}, "
+                f"shift {describe_tensor(space.shift)})")
     print(
-        f"{'resuming' if checkpoint else 'training'} the U-Net ({parameters / 1e6:.2f} M parameters) with "
+        f"{'resuming' if checkpoint else 'training'} {what} ({parameters / 1e6:.2f} M parameters) with "
         f"{CODE_NAMES[impl]} on "
         f"{config['dataset']} ({len(dataset)} images of {channels}×{height}×{width}{classes}) on {device}"
         f"{f' with {config_amp_name(amp_dtype)}' if amp_dtype is not None else ''}: "
@@ -992,6 +1166,7 @@ def run_training(
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": capture_rng(generator, device),
             "config": config, "model_config": dict(model.config), "torch_version": str(torch.__version__),
+            **({"autoencoder": space.autoencoder.state_dict()} if space is not None else {}),
         }
 
     def write_samples(path: Path) -> None:
@@ -1002,6 +1177,8 @@ def run_training(
             degraded, original = grid_inputs
             images, per_row = triplet_rows(degraded, images, original)
             save_grid(images, path, nrow=per_row)
+        elif mode == "autoencoder":  # rows: originals, then their reconstructions
+            save_grid(images, path, nrow=sampler.per_row)
         else:
             save_grid(images, path, nrow=num_classes)  # class-conditional: column j is class j
 
@@ -1042,10 +1219,18 @@ def run_training(
                     else:
                         x0 = train_module.to_model_range(images)
                     with autocast():
-                        loss = train_module.training_step(
-                            forward, x0, schedule, prediction=config["prediction"], loss_type=config["loss"],
-                            generator=generator, snr_gamma=config["snr_gamma"], class_labels=class_labels,
-                        )
+                        if mode == "autoencoder":  # Phase 6: the posterior's ε, then the loss of §6.3
+                            noise = draw_normal((x0.shape[0], *model.latent_shape(*x0.shape[-2:])), generator, device)
+                            reconstructions, mean, logvar = forward(x0, noise)
+                            loss = latent_module.autoencoder_loss(x0, reconstructions, mean, logvar,
+                                                                  config["kl_weight"], config["reconstruction"])
+                        else:
+                            if space is not None:  # Phase 6: the posterior's ε, then training_step's t and noise
+                                x0 = space.encode(x0, draw_normal((x0.shape[0], *space.shape), generator, device))
+                            loss = train_module.training_step(
+                                forward, x0, schedule, prediction=config["prediction"], loss_type=config["loss"],
+                                generator=generator, snr_gamma=config["snr_gamma"], class_labels=class_labels,
+                            )
                     scaled = loss.float() / config["grad_accum"]
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()
                     loss_sum += loss.detach().float()

@@ -524,3 +524,47 @@ def mask_file_errors(path) -> Iterator[None]:
         raise ValueError(f"mask file {path} does not exist") from None
     except OSError as error:  # PIL's UnidentifiedImageError is an OSError too
         raise ValueError(f"mask file {path} is not a readable image: {error}") from None
+
+
+# ---------------------------------------------------------------------------
+# latent.py (Phase 6)
+# ---------------------------------------------------------------------------
+
+
+def check_nonnegative(value: float, name: str) -> float:
+    """Raise unless ``value`` is a finite number ≥ 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number ≥ 0; got {value!r}")
+    return float(value)
+
+
+def check_autoencoder_config(image_channels: int, latent_channels: int, channels: tuple[int, ...], groups: int) -> None:
+    """Raise a clear error for an autoencoder configuration that cannot be built (provided)."""
+    check_positive_int(image_channels, "image_channels")
+    check_positive_int(latent_channels, "latent_channels")
+    if not channels:
+        raise ValueError("channels must name at least one level's width, e.g. (32, 64, 64)")
+    for width in channels:
+        check_positive_int(width, "every entry of channels")
+        check_groups(groups, width, "every entry of channels")
+
+
+def check_moments(moments: torch.Tensor) -> None:
+    """Raise unless ``moments`` is a float (B, 2·C, h, w) tensor (an even number of channels)."""
+    check_batch(moments, "moments")
+    if moments.shape[1] % 2:
+        raise ValueError(f"moments must have an even number of channels (the mean, then the log-variance); "
+                         f"got shape {tuple(moments.shape)}")
+
+
+def check_latent_statistics(latents: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> None:
+    """Raise unless latents are (B, C, h, w) and shift and scale are () or (C, 1, 1) tensors, scale > 0."""
+    check_batch(latents, "latents")
+    for name, value in (("shift", shift), ("scale", scale)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape () or (C, 1, 1); got {type(value).__name__}")
+        if tuple(value.shape) not in ((), (latents.shape[1], 1, 1)):
+            raise ValueError(f"{name} must have shape () or ({latents.shape[1]}, 1, 1) for latents of shape "
+                             f"{tuple(latents.shape)}; got {tuple(value.shape)}")
+    if not bool((scale > 0).all()):
+        raise ValueError("scale must be > 0 (it is 1 / the latents' standard deviation)")

@@ -174,7 +174,7 @@ def test_durations_and_the_table_read_well():
     [
         (["--only", "unet,speed"], "argument --only: unknown section speed; choose among unet, sampling, grading"),
         (["--skip", ""], "argument --skip: unknown section ''"),
-        (["--skip", "unet,sampling,grading,make-test,quality"], "argument --skip: nothing left to run"),
+        (["--skip", "unet,sampling,grading,make-test,quality,latent"], "argument --skip: nothing left to run"),
         (["--only", "unet", "--skip", "quality"], "not allowed with argument"),
         (["--target-accuracy", "0"], "argument --target-accuracy: must be a number in (0, 1]; got '0'"),
         (["--target-accuracy", "1.5"], "argument --target-accuracy: must be a number in (0, 1]; got '1.5'"),
@@ -205,7 +205,7 @@ def test_out_and_work_must_be_a_file_and_a_folder(tmp_path, capsys):
 
 def test_sections_run_in_their_fixed_order():
     assert parse_args(["--only", "quality,unet"]).sections == ("unet", "quality")
-    assert parse_args(["--skip", "make-test"]).sections == ("unet", "sampling", "grading", "quality")
+    assert parse_args(["--skip", "make-test"]).sections == ("unet", "sampling", "grading", "quality", "latent")
 
 
 # ---------------------------------------------------------------------------
@@ -279,3 +279,29 @@ def test_a_section_that_cannot_run_fails_the_command_and_names_its_log(tmp_path)
     row = table(report)["training throughput, default U-Net"]
     assert row[1] == f"**failed** (exit 2; see {(tmp_path / 'bench_unet.log').as_posix()})" and row[5] == "failed"
     assert "argument --batch-size" in (tmp_path / "bench_unet.log").read_text()
+
+
+def test_the_latent_section_reports_cost_autoencoder_and_quality_against_pixels(tmp_path, data_dir):
+    work = tmp_path / "work"
+    status, report = run([
+        "--only", "latent", "--work", str(work), "--threads", "1", "--data-dir", str(data_dir),
+        "--latent-args", "--num-images 128 --batch-size 16 --base-channels 8 --timesteps 100 --warmup-steps 1 "
+        "--statistics-images 32", "--latent-ae-steps", "3", "--latent-steps", "3", "--quality-steps", "3",
+        "--eval-args", TINY_EVAL, "--final-samples", "30", "--latent-cost-args", "--repeats 1 --warmup 0 --batch-size 2",
+    ])
+    assert status == 0, report
+    rows = table(report)
+    cost = json.loads((work / "bench_latent.json").read_text())
+    cost_row = next(cells for name, cells in rows.items() if name.startswith("latent step cost"))
+    assert cost_row[3] == f"{cost['train_speedup']:.1f}× / {cost['sample_speedup']:.1f}×"
+    ae = json.loads((work / "latent_ae" / "eval" / "metrics.json").read_text())
+    ae_row = next(cells for name, cells in rows.items() if name.startswith("autoencoder after"))
+    assert f"PSNR {ae['psnr']:.1f} dB" in ae_row[1]
+    assert ae["psnr"] < 28 and ae_row[5] == "**NOT met**", "3 steps cannot reach 28 dB: the verdict must say so"
+    latent = json.loads((work / "latent_run" / "eval" / "metrics.json").read_text())
+    pixel = json.loads((work / "pixel_run" / "eval" / "metrics.json").read_text())
+    latent_row = next(cells for name, cells in rows.items() if name.startswith("latent diffusion after"))
+    assert f"accuracy {latent['accuracy']:.1%}" in latent_row[1] and f"accuracy {pixel['accuracy']:.1%}" in latent_row[2]
+    assert latent_row[3] == f"FD {latent['frechet_distance'] / pixel['frechet_distance']:.2f}× the pixel model's"
+    assert latent["guidance_scale"] == 3.0 and latent["num_samples"] == 30
+    assert latent_row[5] == "**NOT met**", "3 steps cannot reach 90% accuracy"

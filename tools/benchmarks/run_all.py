@@ -1,13 +1,13 @@
 """Run every benchmark of the repository and write one markdown table.
 
 Usage (from the repository root):
-    python -m tools.benchmarks.run_all                                # everything: about 25 minutes on two CPU cores
+    python -m tools.benchmarks.run_all                                # everything: about 45 minutes on two CPU cores
     python -m tools.benchmarks.run_all --out runs/bench/report.md    # also write the report to a file
     python -m tools.benchmarks.run_all --only unet,sampling           # some sections only
     python -m tools.benchmarks.run_all --skip make-test               # all but some
     python -m tools.benchmarks.run_all --threads 1                    # one torch thread everywhere (busy machines)
 
-The five sections, each run in its own process(es) so that one cannot slow down or
+The six sections, each run in its own process(es) so that one cannot slow down or
 break another, and each measured against a baseline from the same run where the
 question has one:
 
@@ -30,6 +30,12 @@ question has one:
   of the first of those two. The last checkpoint is then measured on more
   samples (``--final-samples``, 500): accuracy, Fréchet distance and its floor,
   precision and recall.
+* **latent**: Phase 6. The cost of a latent training step and sampling step against
+  pixel space at the same U-Net width (``bench_latent.py``); the autoencoder trained
+  for ``--latent-ae-minutes`` (4) and its reconstruction PSNR on 500 held-out digits
+  (``evaluate.py``); then a class-conditional U-Net trained on its latents for
+  ``--latent-minutes`` (5) and measured at w = 3 (accuracy, Fréchet distance), against
+  the pixel-space model trained for as many minutes in the same run.
 
 The report (stdout, and ``--out``) starts with one table, a row per measurement:
 what was measured, what it was compared with in the same run, the ratio, the
@@ -61,10 +67,14 @@ from provided.cli import float_in, int_at_least
 from tools.benchmarks.bench_unet import load_average, machine_description
 
 #: The sections in the order they run (the cheapest first).
-SECTIONS = ("unet", "sampling", "grading", "make-test", "quality")
+SECTIONS = ("unet", "sampling", "grading", "make-test", "quality", "latent")
 #: The issue's targets.
 TARGET_MINUTES_TO_QUALITY = 5.0
 TARGET_MAKE_TEST_MINUTES = 10.0
+#: Phase 6's targets: the autoencoder's PSNR after at most its minutes, the latent model's accuracy after its.
+TARGET_AUTOENCODER_PSNR = 28.0
+TARGET_AUTOENCODER_MINUTES = 4.0
+TARGET_LATENT_MINUTES = 5.0
 #: Guidance scale of the time-to-quality measurement.
 QUALITY_GUIDANCE = 3.0
 NOT_APPLICABLE = "—"
@@ -129,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--final-samples", type=int_at_least(10), default=500, metavar="N",
                          help="samples for the last checkpoint's metrics (default: %(default)s)")
 
+    latent = parser.add_argument_group("latent (Phase 6)")
+    latent.add_argument("--latent-ae-minutes", type=float_in(0.0), default=TARGET_AUTOENCODER_MINUTES, metavar="MIN",
+                        help="minutes of autoencoder training (default: %(default)g)")
+    latent.add_argument("--latent-ae-steps", type=int_at_least(1), default=800, metavar="N",
+                        help="the autoencoder's train.py --steps (default: %(default)s)")
+    latent.add_argument("--latent-minutes", type=float_in(0.0), default=TARGET_LATENT_MINUTES, metavar="MIN",
+                        help="minutes of latent diffusion training, and of the pixel model it is compared with "
+                        "(default: %(default)g)")
+    latent.add_argument("--latent-steps", type=int_at_least(1), default=2000, metavar="N",
+                        help="the latent model's train.py --steps (default: %(default)s)")
+
     extra = parser.add_argument_group("extra flags for the sub-commands (quick looks and tests)")
     extra.add_argument("--unet-args", type=flag_list, default=[], metavar="'FLAGS'",
                        help="for bench_unet, e.g. '--baseline standin --steps 3'")
@@ -139,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     extra.add_argument("--train-args", type=flag_list, default=[], metavar="'FLAGS'",
                        help="for the quality section's train.py, e.g. '--steps 600'")
     extra.add_argument("--eval-args", type=flag_list, default=[], metavar="'FLAGS'",
-                       help="for the quality section's evaluate.py, e.g. '--steps 25'")
+                       help="for the quality and latent sections' evaluate.py of diffusion models, e.g. '--steps 25'")
+    extra.add_argument("--latent-args", type=flag_list, default=[], metavar="'FLAGS'",
+                       help="for the latent section's three train.py runs, e.g. '--num-images 256'")
+    extra.add_argument("--latent-cost-args", type=flag_list, default=[], metavar="'FLAGS'",
+                       help="for bench_latent, e.g. '--repeats 1'")
     return parser
 
 
@@ -507,12 +532,90 @@ def quality_details(args: argparse.Namespace, curve: list[QualityPoint], final: 
     return "\n".join(lines) + "\n"
 
 
+def train_run(args: argparse.Namespace, name: str, flags: list[str], minutes: float, steps: int) -> tuple[Path, Finished]:
+    """``train.py`` into ``--work``/``name`` for at most ``minutes`` of training (the latent section's runs)."""
+    run = args.work / name
+    command = [
+        sys.executable, "train.py", "--impl", "solutions", "--dataset", "digits", "--data-dir", args.data_dir,
+        "--channels-last", "--out", str(run), "--overwrite", "--steps", str(steps), "--time-limit", f"{minutes:g}",
+        "--sample-every", "0", *flags, *args.latent_args,
+    ]
+    return run, run_logged(command, args.work / f"{name}.log", args.threads)
+
+
+def evaluate_run(args: argparse.Namespace, run: Path, num_samples: int, *flags: str) -> tuple[dict | None, Finished]:
+    """evaluate.py's metrics.json for ``run``'s last.pt (None when evaluate.py failed)."""
+    out = run / "eval"
+    (out / "metrics.json").unlink(missing_ok=True)
+    command = [sys.executable, "evaluate.py", "--impl", "solutions", "--checkpoint", str(run / "last.pt"),
+               "--data-dir", args.data_dir, "--num-samples", str(num_samples), "--out", str(out), *flags]
+    finished = run_logged(command, run.with_name(run.name + "_eval.log"), args.threads)
+    metrics_path = out / "metrics.json"
+    return (read_json(metrics_path) if finished.returncode == 0 and metrics_path.is_file() else None), finished
+
+
+def section_latent(args: argparse.Namespace) -> SectionResult:
+    """Phase 6: the cost of a latent step, the autoencoder's PSNR, the latent model's quality against pixels'."""
+    cost = run_speed_script(args, "bench_latent", args.latent_cost_args, "latent step cost", latent_cost_row)
+    rows, failed = list(cost.rows), cost.failed
+    ae_run, trained = train_run(args, "latent_ae", ["--train-autoencoder"], args.latent_ae_minutes,
+                                args.latent_ae_steps)
+    ae, evaluated = evaluate_run(args, ae_run, args.final_samples) if trained.returncode == 0 else (None, trained)
+    if ae is None:
+        return SectionResult(rows + [evaluated.failure_row("autoencoder PSNR")], cost.details, failed=True)
+    ae_minutes = checkpoint_clock(ae_run / "last.pt")[1]
+    rows.append(Row(
+        f"autoencoder after {ae_minutes:.1f} min of training (32×32 → {'×'.join(map(str, ae['latent_shape']))})",
+        f"PSNR {ae['psnr']:.1f} dB, SSIM {ae['ssim']:.3f} on {ae['num_images']} held-out digits; scaled latents' "
+        f"std {ae['scaled_latent_std']:.3f}",
+        target=f"≥ {TARGET_AUTOENCODER_PSNR:g} dB in ≤ {TARGET_AUTOENCODER_MINUTES:g} min",
+        verdict=verdict(ae["psnr"] >= TARGET_AUTOENCODER_PSNR and ae_minutes <= TARGET_AUTOENCODER_MINUTES + 0.05),
+    ))
+    guided = ["--guidance-scale", f"{QUALITY_GUIDANCE:g}", "--no-inception", *args.eval_args]
+    results = {}
+    for name, flags in (("latent_run", ["--autoencoder", str(ae_run / "last.pt")]), ("pixel_run", [])):
+        run, trained = train_run(args, name, ["--class-conditional", *flags], args.latent_minutes, args.latent_steps
+                                 if name == "latent_run" else args.quality_steps)
+        metrics, evaluated = evaluate_run(args, run, args.final_samples, *guided) if trained.returncode == 0             else (None, trained)
+        if metrics is None:
+            return SectionResult(rows + [evaluated.failure_row(f"{name}: quality at w = 3")], cost.details, True)
+        results[name] = (metrics, *checkpoint_clock(run / "last.pt"))
+    (latent, latent_step, latent_minutes), (pixel, pixel_step, pixel_minutes) = results["latent_run"],         results["pixel_run"]
+    rows.append(Row(
+        f"latent diffusion after {latent_minutes:.1f} min of training (step {latent_step}), w = {QUALITY_GUIDANCE:g}",
+        f"accuracy {latent['accuracy']:.1%}, Fréchet distance {latent['frechet_distance']:.1f} "
+        f"(N = {latent['num_samples']}; the autoencoder's {ae_minutes:.1f} min apart)",
+        f"pixel space after {pixel_minutes:.1f} min (step {pixel_step}): accuracy {pixel['accuracy']:.1%}, FD "
+        f"{pixel['frechet_distance']:.1f}",
+        f"FD {latent['frechet_distance'] / pixel['frechet_distance']:.2f}× the pixel model's",
+        f"≥ {args.target_accuracy:.0%} in ≤ {TARGET_LATENT_MINUTES:g} min",
+        verdict(latent["accuracy"] >= args.target_accuracy and latent_minutes <= TARGET_LATENT_MINUTES + 0.05),
+    ))
+    return SectionResult(rows, cost.details, failed)
+
+
+def latent_cost_row(figures: dict) -> Row:
+    target = figures["target_speedup"]
+    speedups = (figures["train_speedup"], figures["sample_speedup"])
+    return Row(
+        f"latent step cost ({'×'.join(map(str, figures['latent_shape']))} vs "
+        f"{'×'.join(map(str, figures['pixel_shape']))}, batch {figures['batch_size']})",
+        f"training {figures['latent_train_with_encoding_ms']:.0f} ms (with encoding), sampling "
+        f"{figures['latent_sample_ms']:.0f} ms per step",
+        f"pixels: training {figures['pixel_train_ms']:.0f} ms, sampling {figures['pixel_sample_ms']:.0f} ms",
+        f"{speedups[0]:.1f}× / {speedups[1]:.1f}×",
+        f"≥ {target:g}× each",
+        verdict(min(speedups) >= target),
+    )
+
+
 SECTION_RUNNERS = {
     "unet": section_unet,
     "sampling": section_sampling,
     "grading": section_grading,
     "make-test": section_make_test,
     "quality": section_quality,
+    "latent": section_latent,
 }
 
 
