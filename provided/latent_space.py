@@ -141,7 +141,8 @@ class LatentSpace:
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
         """The diffusion model's samples → images in [-1, 1] (your ``decode_from_diffusion``)."""
-        return self.latent.decode_from_diffusion(self.autoencoder, u.to(self.shift.dtype), self.shift, self.scale)
+        u = u.to(device=self.shift.device, dtype=self.shift.dtype)  # e.g. a trajectory's frames, kept on the CPU
+        return self.latent.decode_from_diffusion(self.autoencoder, u, self.shift, self.scale)
 
     def describe(self, source: Path, sha256: str, model_config: dict) -> dict:
         """What a latent diffusion checkpoint's config keeps of this space (JSON-friendly)."""
