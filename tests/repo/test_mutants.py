@@ -51,6 +51,16 @@ def test_phase5_has_the_issue_mutants():
     assert required <= {m.mistake for m in MUTANTS if m.phase == 5}
 
 
+def test_phase6_has_the_issue_mutants():
+    """The latent diffusion mutants issue 17 names: the scale forgotten, decoding without unscaling, std for 1/std,
+    shift and scale in the wrong order, logvar as log σ, the KL summed or the batch divided out twice, latents
+    clipped during sampling, the autoencoder left trainable."""
+    required = {"scale_forgotten", "decode_without_unscaling", "scale_is_std", "shift_scale_order",
+                "logvar_as_log_std", "kl_summed_not_averaged", "kl_batch_divided_twice", "latents_clipped",
+                "autoencoder_trainable"}
+    assert required <= {m.mistake for m in MUTANTS if m.phase == 6}
+
+
 @pytest.fixture(scope="module")
 def verdicts():
     return run_all(MUTANTS)
