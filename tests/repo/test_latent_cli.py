@@ -115,8 +115,8 @@ def test_the_autoencoder_is_frozen_and_untouched_by_diffusion_training(ae_run, l
     assert all(torch.equal(before[name], after[name]) for name in before)
 
 
-def test_latent_training_draws_the_posterior_noise_before_training_steps(ae_run, data_dir, tmp_path, monkeypatch):
-    """Per batch: label dropout, then the posterior's ε (from the training generator), then training_step's."""
+def test_training_step_gets_scaled_latents_not_images(ae_run, data_dir, tmp_path, monkeypatch):
+    """train.py --autoencoder hands training_step the batch's scaled latents (B, 2, 8, 8), of about unit std."""
     seen = []
     real_step = reference_train.training_step
 
