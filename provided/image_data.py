@@ -70,6 +70,8 @@ __all__ = [
     "SPLITS",
     "TensorImageDataset",
     "dataset_summary",
+    "digit_attributes",
+    "digit_font_names",
     "generate_digits",
     "make_dataset",
 ]
@@ -269,24 +271,38 @@ def _place(ink: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _glyph_bank() -> tuple[torch.Tensor, tuple[str, ...]]:
-    """Every (font, stroke level, digit) glyph, rendered once: (fonts, levels, 10, S, S) in [0, 1]."""
+def _digit_fonts() -> tuple[tuple[str, object, tuple[np.ndarray, ...]], ...]:
+    """The fonts of DIGIT_FONTS that exist and draw ten distinct digits: (file name, PIL font, plain glyphs)."""
     from PIL import ImageFont
 
-    font_dir = _font_dir()
-    bank, names = [], []
+    usable = []
     for file_name in DIGIT_FONTS:
-        path = font_dir / file_name
+        path = _font_dir() / file_name
         if not path.is_file():
             continue
         try:
             font = ImageFont.truetype(str(path), _RENDER)
         except OSError:
             continue
-        plain = [_render(font, digit) for digit in range(10)]
+        plain = tuple(_render(font, digit) for digit in range(10))
         # A font without digits draws nothing, or the same "missing glyph" box for each.
         if any(ink.size == 0 for ink in plain) or len({ink.tobytes() for ink in plain}) < 10:
             continue
+        usable.append((file_name, font, plain))
+    return tuple(usable)
+
+
+def digit_font_names() -> tuple[str, ...]:
+    """The font files the digits are drawn from, in the order of the ``"font"`` indices of
+    :func:`digit_attributes` (the fonts of :data:`DIGIT_FONTS` this machine has; fast: no glyph bank)."""
+    return tuple(name for name, _, _ in _digit_fonts())
+
+
+@functools.lru_cache(maxsize=1)
+def _glyph_bank() -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Every (font, stroke level, digit) glyph, rendered once: (fonts, levels, 10, S, S) in [0, 1]."""
+    bank, names = [], []
+    for file_name, font, plain in _digit_fonts():
         # Output pixels per rendered pixel, and the font's own stroke width in output pixels.
         scales = [_BOX / max(ink.shape) for ink in plain]
         width = float(np.mean([_stroke_width(ink) * s for ink, s in zip(plain, scales)]))
@@ -301,7 +317,7 @@ def _glyph_bank() -> tuple[torch.Tensor, tuple[str, ...]]:
         bank.append(np.stack(levels))
         names.append(file_name)
     if not bank:
-        raise RuntimeError(f"none of matplotlib's fonts under {font_dir} could draw the digits")
+        raise RuntimeError(f"none of matplotlib's fonts under {_font_dir()} could draw the digits")
     return torch.from_numpy(np.stack(bank)).clamp_(0, 1), tuple(names)
 
 
@@ -346,12 +362,18 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Ten
     return low + (high - low) * torch.rand(n, generator=gen)
 
 
-def _draw_chunk(bank: torch.Tensor, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` distorted digits (uint8 (n, 1, 28, 28)) and their labels, balanced within the chunk."""
-    fonts, levels = bank.shape[:2]
+def _draw_identity(gen: torch.Generator, n: int, fonts: int, levels: int) -> tuple[torch.Tensor, ...]:
+    """The first draws of a chunk, per image: label (balanced), font index, stroke level (int64 (n,) each)."""
     labels = (torch.arange(n) % 10)[torch.randperm(n, generator=gen)]
     font = torch.randint(fonts, (n,), generator=gen)
     level = torch.randint(levels, (n,), generator=gen)
+    return labels, font, level
+
+
+def _draw_chunk(bank: torch.Tensor, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` distorted digits (uint8 (n, 1, 28, 28)) and their labels, balanced within the chunk."""
+    fonts, levels = bank.shape[:2]
+    labels, font, level = _draw_identity(gen, n, fonts, levels)
     source = bank.view(-1, 1, *bank.shape[-2:])[(font * levels + level) * 10 + labels]
 
     d = DISTORTION
@@ -400,6 +422,28 @@ def generate_digits(
         images.append(chunk_images)
         labels.append(chunk_labels)
     return torch.cat(images)[:num_images].contiguous(), torch.cat(labels)[:num_images].contiguous()
+
+
+def digit_attributes(num_images: int, *, seed: int = 0, split: str = "train") -> dict[str, torch.Tensor]:
+    """How :func:`generate_digits` drew each of the same images, without drawing them (fast).
+
+    Returns int64 (N,) tensors: ``"digit"`` (the label), ``"font"`` (an index into
+    :func:`digit_font_names`) and ``"stroke_level"`` (an index into the stroke widths
+    ``_STROKE_LEVELS``, 0 thinnest to 4 boldest). Each chunk's generator is replayed
+    up to these first draws only.
+    """
+    _check_split(split)
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+        raise ValueError(f"num_images must be a positive integer; got {num_images!r}")
+    fonts = len(digit_font_names())
+    drawn = [
+        _draw_identity(_chunk_generator(seed, split, chunk), DIGITS_CHUNK, fonts, len(_STROKE_LEVELS))
+        for chunk in range(math.ceil(num_images / DIGITS_CHUNK))
+    ]
+    return {
+        key: torch.cat([values[i] for values in drawn])[:num_images].contiguous()
+        for i, key in enumerate(("digit", "font", "stroke_level"))
+    }
 
 
 def _digits_cache_path(data_dir: Path, split: str, seed: int, num_images: int) -> Path:
