@@ -41,6 +41,20 @@ def fail(message: str) -> None:
     pytest.fail(message, pytrace=False)
 
 
+def nan_shaped(*shapes: tuple[int, ...]) -> list[torch.Tensor]:
+    """Stand-ins for wrong outputs known by their shape alone (check_close names a shape that matches)."""
+    return [torch.full(shape, math.nan, dtype=torch.float64) for shape in shapes]
+
+
+def pair(got, function: str, section: str, names: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``got`` as a pair of tensors, or a failed check saying what the function should return."""
+    if not (isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(g, torch.Tensor) for g in got)):
+        fail(f"{function} should return a pair of tensors ({names[0]}, {names[1]}); got {type(got).__name__}"
+             f"{f' of length {len(got)}' if isinstance(got, (tuple, list)) else ''}. "
+             f"See {GUIDE} §{section}.")
+    return got[0], got[1]
+
+
 def classic_mistake(key: str) -> str:
     """The sentence naming catalogue mistake ``key``, as check_close words it, for checks that find it otherwise."""
     return _name(key)

@@ -1204,4 +1204,136 @@ MISTAKES: dict[str, Mistake] = {
         "latent_sample ends with decode_from_diffusion: it returns images (B, image_channels, H, W), not the "
         "sampled latents.",
     ),
+    # §7.1 the padding mask and the masked mean
+    "keep_mask_inverted": Mistake(
+        "keep mask inverted",
+        "The keep mask is True where a token takes part and False at <pad>: tokens != pad_id, not tokens == pad_id.",
+    ),
+    "keep_mask_pad_id_ignored": Mistake(
+        "pad_id ignored (0 hard-coded)",
+        "Compare with the pad_id argument (tokens != pad_id): 0 is only this tokenizer's padding id.",
+    ),
+    "mean_over_padding": Mistake(
+        "mean taken over the padding too",
+        "Pool over the real tokens only: sum embeddings · keep over the sequence, divided by keep's count per "
+        "row. A plain .mean(dim=1) lets the padding (and how much of it there is) change the caption's vector.",
+    ),
+    "masked_sum_not_mean": Mistake(
+        "masked sum, not mean",
+        "After summing the kept embeddings, divide by the number of kept tokens in each row "
+        "(keep.sum(dim=1, keepdim=True)).",
+    ),
+    "masked_mean_over_length": Mistake(
+        "masked sum divided by the padded length",
+        "Divide by the number of kept tokens in each row, not by L: appending padding must not shrink the mean.",
+    ),
+    "masked_mean_wrong_axis": Mistake(
+        "mean over the wrong axis",
+        "Embeddings are (B, L, D): pool over the sequence axis L (dim=1), leaving one D-vector per caption.",
+    ),
+    # §7.2 attention with a keep mask
+    "attention_mask_ignored": Mistake(
+        "padding mask ignored",
+        "Before the softmax, set the scores of masked keys to −inf: "
+        "scores.masked_fill(~keep[:, None, None, :], float(\"-inf\")), so padding gets weight 0.",
+    ),
+    "attention_mask_inverted": Mistake(
+        "padding mask inverted",
+        "keep is True for the keys that take part: fill the scores where keep is *False* (~keep) with −inf.",
+    ),
+    "attention_mask_zero_score": Mistake(
+        "masked scores set to 0, not −inf",
+        "A score of 0 still gets weight e⁰ / Σ after the softmax; only −inf gives a masked key weight exactly 0.",
+    ),
+    "attention_mask_after_softmax": Mistake(
+        "mask applied after the softmax",
+        "Zeroing weights after the softmax leaves each row summing to less than 1; mask the scores (with −inf) "
+        "before the softmax instead, so the kept keys share all the weight.",
+    ),
+    # §7.3 multi-head attention
+    "heads_merged_by_reshape": Mistake(
+        "heads merged by a plain reshape",
+        "The attention output is (B, heads, N, d): transpose it to (B, N, heads, d) before reshaping to "
+        "(B, N, heads·d), the inverse of the split.",
+    ),
+    "kv_from_queries": Mistake(
+        "keys and values taken from the image",
+        "In cross-attention the queries come from x (the image), the keys and values from the context (the caption "
+        "tokens): to_k(context), to_v(context); only self-attention (context=None) uses x for all three.",
+    ),
+    # §7.4 the text encoder
+    "post_norm": Mistake(
+        "layer norm after the residual (post-norm)",
+        "The layers are pre-norm: x = x + attention(norm1(x)), then x = x + feed_forward(norm2(x)); the residual "
+        "path itself is never normalised.",
+    ),
+    "transformer_residual_missing": Mistake(
+        "residual connection missing",
+        "Each sub-layer is added to its input: x = x + sublayer(norm(x)), not x = sublayer(norm(x)).",
+    ),
+    "position_embedding_missing": Mistake(
+        "position embedding missing",
+        "Add position_embedding(torch.arange(L)) to the token embeddings: attention treats the tokens as a set, so "
+        "without positions \"a thin seven\" and \"seven a thin\" are the same caption.",
+    ),
+    "final_norm_missing": Mistake(
+        "final layer norm missing",
+        "Pre-norm layers leave the residual stream unnormalised: apply final_norm after the last layer.",
+    ),
+    # §7.5 the spatial transformer
+    "cross_attention_order": Mistake(
+        "self- and cross-attention in the wrong order",
+        "Stable Diffusion's block is norm1 → self-attention, then norm2 → cross-attention to the caption, then "
+        "norm3 → feed-forward, each added to x.",
+    ),
+    "proj_out_not_zero": Mistake(
+        "proj_out not zero-initialised",
+        "Set proj_out's weight and bias to zero (nn.init.zeros_), so that a new SpatialTransformer returns its "
+        "input unchanged and the U-Net starts as it was without text.",
+    ),
+    "spatial_reshape_not_permute": Mistake(
+        "feature map reshaped to tokens without a permute",
+        "(B, C, H, W) → (B, H·W, C) needs the channels moved last: x.flatten(2).transpose(1, 2) (or permute(0, 2, 3, "
+        "1).reshape(B, H·W, C)); a plain reshape to (B, H·W, C) mixes pixels and channels.",
+    ),
+    "spatial_unflatten_reshape": Mistake(
+        "tokens reshaped back without a permute",
+        "Undo the flattening exactly: tokens (B, H·W, C) → transpose(1, 2) → reshape(B, C, H, W).",
+    ),
+    "spatial_norm_missing": Mistake(
+        "GroupNorm missing before proj_in",
+        "Normalise the feature map first: proj_in(tokens of norm(x)), with the residual added to the un-normalised x.",
+    ),
+    "spatial_residual_missing": Mistake(
+        "spatial transformer without the residual",
+        "Return x + (the block's output, back in (B, C, H, W)): with proj_out at zero the module starts as the "
+        "identity.",
+    ),
+    # §7.6 caption dropout and guidance
+    "captions_dropped_to_padding": Mistake(
+        "dropped captions replaced by padding",
+        "Replace a dropped caption by the empty caption's tokens (empty_tokens: <bos> <eos> <pad>…), the same "
+        "\"null\" that guidance uses at sampling; all-padding rows also leave attention no key to attend to.",
+    ),
+    "caption_dropout_inverted": Mistake(
+        "caption dropout inverted",
+        "Drop the captions whose draw is *below* p_uncond (draws < p_uncond), so a fraction p_uncond of them "
+        "becomes empty.",
+    ),
+    "caption_dropout_per_token": Mistake(
+        "captions dropped token by token",
+        "Draw one number per caption, torch.rand(B, generator=generator), and replace whole rows: a caption is "
+        "either kept or empty, never half of each.",
+    ),
+    "uncond_all_padding": Mistake(
+        "unconditional input is all padding (or zeros), not the empty caption",
+        "The unconditional prediction must use the same null input the model was trained on with caption dropout: "
+        "the empty caption's tokens, empty_tokens expanded to the batch.",
+    ),
+    # §7.7 the text-conditioned U-Net
+    "text_mask_ignored": Mistake(
+        "padding mask not passed on",
+        "Compute keep = keep_mask(tokens, pad_id) once and pass it to the text encoder, the masked mean and the "
+        "U-Net's cross-attention; an all-True mask lets the padding change the image.",
+    ),
 }

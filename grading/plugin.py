@@ -11,7 +11,7 @@ Options:
     --worker-threads N         torch threads in the worker
 
 Markers (registered in pyproject.toml, enforced with --strict-markers):
-    phase1 … phase6            the phase a check belongs to
+    phase1 … phase7            the phase a check belongs to
     points(n)                  what the check is worth
     exercise(section, name)    the guide section and the function it checks, e.g. ("1.6", "q_sample")
     visibility(v)              Gradescope visibility of a check (default "visible")
@@ -37,14 +37,14 @@ from typing import Iterator
 import pytest
 import torch
 
-from provided.phases import EXERCISE_MODULES, GRADED_IMPLEMENTATIONS, has_reference, resolve_impl
+from provided.phases import EXERCISE_MODULES, GRADED_IMPLEMENTATIONS, PHASES, has_reference, resolve_impl, stubs_in
 
 from . import checker, recording, wire
 from .checker import fail, learner_error_message
+from .mistakes import NOT_ATTEMPTED
 from .sandbox import REPO_ROOT, Conversation, LearnerError, Limits, RemoteObject, Sandbox, learner_files, \
     reference_files
 
-PHASES = (1, 2, 3, 4, 5, 6)
 IMPL_KEY = pytest.StashKey[str]()  # the chosen implementation, kept on the config
 TAPE_KEY = pytest.StashKey[object]()  # the recorder or the replay, when the reference is one
 TIMEOUT_MESSAGE = re.compile(r"Timeout \(?>\s*(?P<seconds>[0-9.]+)\s*s")
@@ -142,10 +142,26 @@ class Implementation:
         self._conversation.backward(loss)
 
 
-def _report(error: Exception) -> None:
-    """Fail the check with the message of a learner error or a worker problem (no traceback)."""
+def _report(error: Exception, own_stub: str = "") -> None:
+    """Fail the check with the message of a learner error or a worker problem (no traceback).
+
+    ``own_stub``: the check's own function when it is still a stub in the learner's files. Then
+    any stub the check runs into first (one its setup needs, say) makes it "not attempted yet".
+    """
+    if isinstance(error, LearnerError) and error.info.get("kind") == "stub" and own_stub:
+        fail(f"`{own_stub}`: {NOT_ATTEMPTED}.")
     message = learner_error_message(error.info) if isinstance(error, LearnerError) else str(error)
     fail(message)
+
+
+def _own_stub(item: pytest.Item, files: dict[str, bytes]) -> str:
+    """The check's own function (its exercise marker) if a learner file still holds its stub, else ""."""
+    exercise = item.get_closest_marker("exercise")
+    if exercise is None:
+        return ""
+    section, function = exercise.args
+    stubs = {what for source in files.values() for _, what in stubs_in(source.decode("utf-8", "replace"))}
+    return function if f"§{section} {function}" in stubs else ""
 
 
 @pytest.fixture(scope="session")
@@ -167,10 +183,11 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def impl(sandbox: Sandbox) -> Iterator[Implementation]:
+def impl(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[Implementation]:
     """The implementation under test (learner files or the reference), per --impl, in a fresh worker child."""
     conversation = sandbox.conversation()
-    conversation.report = _report
+    own_stub = "" if sandbox.package else _own_stub(request.node, sandbox.files)
+    conversation.report = lambda error: _report(error, own_stub)
     try:
         yield Implementation(conversation)
     finally:

@@ -278,8 +278,12 @@ def dump_module(module: nn.Module) -> dict:
     submodules = [(name, _module_class(sub), _settings(sub)) for name, sub in module.named_modules() if name]
     parameters = [(name, p.detach().clone(), p.requires_grad) for name, p in module.named_parameters()]
     buffers = [(name, b.detach().clone()) for name, b in module.named_buffers()]
+    # Parameter slots left empty (nn.Linear(…, bias=False) has bias None): the stand-in's layers need them too.
+    absent = [f"{prefix}.{leaf}" if prefix else leaf for prefix, sub in module.named_modules()
+              for leaf, value in sub._parameters.items() if value is None]
     return {"type": recorded_type_name(module), "submodules": submodules, "parameters": parameters,
-            "buffers": buffers, "training": module.training, "attributes": _settings(module),
+            "absent_parameters": absent, "buffers": buffers, "training": module.training,
+            "attributes": _settings(module),
             "methods": _methods(module)}
 
 
@@ -831,6 +835,9 @@ class Replay(Tape):
         for name, value, trainable in data["parameters"]:
             parent, _, leaf = name.rpartition(".")
             containers[parent].register_parameter(leaf, nn.Parameter(value.clone(), requires_grad=trainable))
+        for name in data.get("absent_parameters", ()):
+            parent, _, leaf = name.rpartition(".")
+            containers[parent].register_parameter(leaf, None)
         for name, value in data["buffers"]:
             parent, _, leaf = name.rpartition(".")
             containers[parent].register_buffer(leaf, value.clone())

@@ -48,6 +48,7 @@ PHASE_TITLES = {
     4: "DDPM and DDIM sampling",
     5: "Conditioning and classifier-free guidance",
     6: "Latent diffusion",
+    7: "Text-to-image",
 }
 PHASES = tuple(PHASE_TITLES)
 

@@ -38,3 +38,5 @@ RECONSTRUCTION_LOSSES = ("l1", "l2")
 DEFAULT_AUTOENCODER_CONFIG = dict(image_channels=1, latent_channels=4, channels=(16, 32, 64), groups=8)
 #: Phase 6: β of the autoencoder's loss, per element (IMPLEMENTATION_GUIDE.md §6.3; --kl-weight).
 DEFAULT_KL_WEIGHT = 1e-4
+#: Phase 7: the text encoder and the spatial transformers of a TextUNet (IMPLEMENTATION_GUIDE.md §7.4, §7.7).
+DEFAULT_TEXT_CONFIG = dict(text_dim=64, text_heads=4, text_layers=2, cross_heads=4)

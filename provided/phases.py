@@ -47,8 +47,8 @@ CODE_NAMES = {"auto": "your code where its phase is complete (else the reference
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS_DIR = REPO_ROOT / "solutions"
 #: The exercise files, in an order where each imports only files before it.
-EXERCISE_MODULES = ("noise_schedule", "diffusion", "unet", "degradations", "train", "latent")
-PHASES = (1, 2, 3, 4, 5, 6)
+EXERCISE_MODULES = ("noise_schedule", "diffusion", "unet", "degradations", "train", "latent", "text")
+PHASES = (1, 2, 3, 4, 5, 6, 7)
 GUIDE = "IMPLEMENTATION_GUIDE.md"
 
 #: The line a stub raises (written by tools/make_stubs.py): "Phase 1.2 · cosine_betas — see …".

@@ -316,6 +316,12 @@ def read_checkpoint(path: Path) -> dict:
             f"model on its latents with python train.py --autoencoder {path}, and sample from that one "
             f"(evaluate.py --checkpoint {path} measures the autoencoder)"
         )
+    if state["config"].get("captions"):
+        raise SampleError(
+            f"{path} is a text-conditioned model (train.py --captions): it draws images for prompts, which "
+            "this command cannot give it yet (no --prompt); its sample grids during training show fixed prompts "
+            "(config.json, text.grid_prompts)"
+        )
     return state
 
 
@@ -342,13 +348,17 @@ def load_model(
             f"{whose}noise_schedule.py cannot rebuild the schedule of {name} "
             f"({config['schedule']!r}, T = {config['timesteps']}): {one_line(error)}"
         ) from None
+    text = "vocab_size" in checkpoint["model_config"]  # Phase 7 (train.py --captions): text.TextUNet
     try:
-        model = import_impl("unet", impl).UNet(**checkpoint["model_config"])
+        if text:
+            model = import_impl("text", impl).TextUNet(**checkpoint["model_config"])
+        else:
+            model = import_impl("unet", impl).UNet(**checkpoint["model_config"])
     except NotImplementedError:
         raise
     except (TypeError, ValueError, RuntimeError, KeyError) as error:
-        raise SampleError(f"checkpoint {name}: its model_config makes no U-Net of {whose}unet.py: "
-                          f"{one_line(error)}") from None
+        raise SampleError(f"checkpoint {name}: its model_config makes no {'TextUNet' if text else 'U-Net'} of "
+                          f"{whose}{'text' if text else 'unet'}.py: {one_line(error)}") from None
     try:
         model.check_image_size(config["image_size"], config["image_size"])
     except ValueError as error:

@@ -11,7 +11,11 @@ with --impl solutions) through the module chosen at run time. With --class-condi
 probability --p-uncond (your ``drop_labels``), for classifier-free guidance. With
 --task (Phase 5) it trains an image-conditioned U-Net to undo a degradation: each batch
 becomes a pair (x_0, y) with your ``degradations.condition_pair``, and the U-Net sees y
-concatenated to x_t on the channels (through :class:`ImageConditioned`).
+concatenated to x_t on the channels (through :class:`ImageConditioned`). With --captions
+(Phase 7) it trains a text-conditioned U-Net (your ``text.TextUNet``) on the embedded digits'
+true captions (:mod:`provided.captions`), the held-out combinations left out, dropping each
+caption to the empty one with probability --p-uncond (your ``text.drop_captions``); with
+--autoencoder too, that is a small Stable Diffusion.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ from torch import nn
 from utils import DEVICES, IMPLEMENTATIONS, import_impl, pick_device, resolve_impl, seed_everything
 
 from .choices import (
-    DEFAULT_AUTOENCODER_CONFIG, DEFAULT_GUIDANCE_SCALE, DEFAULT_KL_WEIGHT, DEFAULT_UNET_CONFIG, LOSS_TYPES,
-    PREDICTION_TYPES, RECONSTRUCTION_LOSSES, SCHEDULE_NAMES, TASK_NAMES,
+    DEFAULT_AUTOENCODER_CONFIG, DEFAULT_GUIDANCE_SCALE, DEFAULT_KL_WEIGHT, DEFAULT_TEXT_CONFIG, DEFAULT_UNET_CONFIG,
+    LOSS_TYPES, PREDICTION_TYPES, RECONSTRUCTION_LOSSES, SCHEDULE_NAMES, TASK_NAMES,
 )
 from . import cli
 from .cli import (
@@ -85,7 +89,7 @@ LOSS_CSV_FIELDS = ("step", "loss", "lr", "images_per_s")
 #: needs every other setting of its checkpoint.
 LATER_SETTINGS = ("class_conditional", "p_uncond", "sample_guidance", "task", "save_every", "threads",
                   "train_autoencoder", "autoencoder", "kl_weight", "reconstruction", "ae_channels", "latent_channels",
-                  "statistics_images")
+                  "statistics_images", "captions", "text_dim", "text_layers")
 #: What sample.py and evaluate.py need from a checkpoint, and from the settings saved in it.
 SAMPLING_KEYS = ("config", "model_config", "model", "ema")
 SAMPLING_SETTINGS = ("schedule", "timesteps", "prediction", "image_size")
@@ -96,6 +100,10 @@ COUNTERS = ("step", "epoch", "batch_in_epoch")
 LOCK_NAME = ".train.lock"
 #: Phase 5: the usual probability of training a batch image without its label (Ho & Salimans 2022).
 DEFAULT_P_UNCOND = 0.1
+#: Phase 7: the datasets that have true captions (provided/captions.py).
+CAPTIONED_DATASETS = ("digits", "digits-rgb")
+#: Phase 7: the text-encoder flags and the TextUNet argument each sets (the rest of DEFAULT_TEXT_CONFIG is fixed).
+TEXT_FLAGS = ("text_dim", "text_layers")
 
 
 class TrainError(CommandError):
@@ -116,7 +124,9 @@ With --train-autoencoder (Phase 6) it trains the autoencoder of latent.py instea
 grids show originals above their reconstructions; with --autoencoder CHECKPOINT it trains
 the U-Net on the scaled latents of that (frozen) autoencoder and decodes its samples.
 The model is unconditional unless --class-conditional (Phase 5) is given: then it
-learns the dataset's classes, and its sample grids show one class per column.
+learns the dataset's classes, and its sample grids show one class per column. With
+--captions (Phase 7) it learns the digits' captions instead (the held-out combinations
+left out); its grids show fixed prompts, one digit per column (config.json lists them).
 With --task (Phase 5) it learns to restore degraded images instead: its grids show,
 for the first --num-samples training images, three rows per group of up to
 8 images: degraded, restored, original."""
@@ -130,7 +140,9 @@ examples:
   python train.py --class-conditional --out runs/digits-cfg   # Phase 5: for guided sampling
   python train.py --task deblur --out runs/digits-deblur      # Phase 5: an image-conditioned restorer
   python train.py --train-autoencoder --out runs/ae           # Phase 6: the autoencoder (32×32 → 4×8×8)
-  python train.py --autoencoder runs/ae/last.pt --class-conditional --out runs/latent  # Phase 6: diffusion on its latents"""
+  python train.py --autoencoder runs/ae/last.pt --class-conditional --out runs/latent  # Phase 6: diffusion on its latents
+  python train.py --captions --out runs/digits-text              # Phase 7: text-to-image on the digits' captions
+  python train.py --autoencoder runs/ae/last.pt --captions --out runs/latent-text  # Phase 7: small Stable Diffusion"""
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -226,11 +238,26 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(conditioning, "--p-uncond", default=DEFAULT_P_UNCOND,
         type=float_in(0.0, 1.0, low_open=False, high_open=False), metavar="P",
         help="with --class-conditional: the probability that an image is trained with the null label "
-        "instead of its own (drop_labels; default: %(default)g). Each batch first draws its dropout "
+        "instead of its own (drop_labels; with --captions: with the empty caption, drop_captions; "
+        "default: %(default)g). Each batch first draws its dropout "
         "from the training generator, then training_step draws its t and noise")
     add(conditioning, "--sample-guidance", default=DEFAULT_GUIDANCE_SCALE, type=float_in(0.0, low_open=False),
-        metavar="W", help="with --class-conditional: the guidance scale w of the sample grids, whose "
-        "column j shows class j (default: %(default)g; 1 = plain conditional, 0 = unconditional)")
+        metavar="W", help="with --class-conditional (or --captions): the guidance scale w of the sample grids, "
+        "whose column j shows class (digit) j (default: %(default)g; 1 = plain conditional, 0 = unconditional)")
+
+    text = parser.add_argument_group("text conditioning (Phase 7; off by default)")
+    add(text, "--captions", default=False, action="store_true",
+        help="train a text-conditioned U-Net (text.TextUNet) on the true captions of --dataset "
+        f"{' or '.join(CAPTIONED_DATASETS)} (provided/captions.py), without the images of the held-out "
+        "combinations (captions.HELD_OUT); each caption is dropped to the empty one with probability "
+        "--p-uncond (text.drop_captions, drawn from the training generator before training_step's t and "
+        "noise). Works with --autoencoder (latent space); not with --class-conditional, --task or "
+        "--train-autoencoder")
+    add(text, "--text-dim", type=int_at_least(1, 1024), metavar="D",
+        help=f"with --captions: the width of the text encoder's vectors (default: {DEFAULT_TEXT_CONFIG['text_dim']}, "
+        "from DEFAULT_TEXT_CONFIG in provided/choices.py); text_heads must divide it")
+    add(text, "--text-layers", type=int_at_least(1, 16), metavar="N",
+        help=f"with --captions: the text encoder's transformer layers (default: {DEFAULT_TEXT_CONFIG['text_layers']})")
 
     enhancement = parser.add_argument_group(
         "image conditioning (Phase 5; off by default: the model generates images from noise alone)"
@@ -246,7 +273,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(latent, "--train-autoencoder", default=False, action="store_true",
         help="train the autoencoder of latent.py (§6.2–§6.3) instead of a diffusion model; the images are "
         "resized to a multiple of 4 × 2^(levels − 1) (32×32 for the digits), so that the default U-Net can "
-        "then diffuse the latents. Not with --class-conditional, --task or --autoencoder")
+        "then diffuse the latents. Not with --class-conditional, --task, --captions or --autoencoder")
     add(latent, "--autoencoder", default=None, metavar="CHECKPOINT",
         help="train the U-Net on the latents of this autoencoder (a last.pt of --train-autoencoder), frozen: "
         "their shift and scale are measured first (latent_statistics of --statistics-images posterior "
@@ -525,6 +552,7 @@ class GridSampler:
     def __init__(
         self, impl: str, config: dict, schedule, device: torch.device, shape: tuple[int, ...], note,
         num_classes: int | None = None, condition: torch.Tensor | None = None, space: LatentSpace | None = None,
+        tokens: torch.Tensor | None = None, text_module: ModuleType | None = None,
     ) -> None:
         self.diffusion = import_impl("diffusion", impl)
         self.space = space  # Phase 6: sample latents of this shape (shape's C, H, W), unclipped, then decode
@@ -535,12 +563,17 @@ class GridSampler:
         if num_classes:
             labels = torch.arange(shape[0], device=device) % num_classes  # (N,): 0, 1, …, K − 1, 0, 1, …
             self.conditioning = guidance_inputs(labels, config["sample_guidance"], null_label=num_classes)
+        self.tokens, self.text_module = (None, None) if tokens is None else (tokens.to(device), text_module)
 
     def __call__(self, model: nn.Module) -> torch.Tensor | None:
         """(N, C, H, W) samples in about [-1, 1], or None when no ddim_sample is available."""
         if self.disabled:
             return None
         network = model if self.condition is None else ImageConditioned(model, self.condition)
+        conditioning = self.conditioning
+        if self.tokens is not None:  # Phase 7: the prompts' tokens where class labels go, guided at --sample-guidance
+            network, tokens = text_guidance(self.text_module, model, self.tokens, self.config["sample_guidance"])
+            conditioning = {"class_labels": tokens}
 
         def draw(diffusion: ModuleType) -> torch.Tensor:
             images = diffusion.ddim_sample(
@@ -548,7 +581,7 @@ class GridSampler:
                 num_steps=min(self.config["sample_steps"], self.config["timesteps"]),
                 eta=0.0, prediction=self.config["prediction"], clip_x0=self.space is None,
                 generator=torch.Generator().manual_seed(self.config["seed"]),
-                device=self.device, **self.conditioning,
+                device=self.device, **conditioning,
             )
             return images if self.space is None else self.space.decode(images)
 
@@ -723,10 +756,11 @@ def class_count(config: dict, info, parser) -> int | None:
 
 def build_model(
     unet_module: ModuleType, config: dict, channels: int, parser, num_classes: int | None = None,
-    cond_channels: int = 0,
+    cond_channels: int = 0, text: tuple[ModuleType, object] | None = None,
 ) -> nn.Module:
     """The U-Net of the run (class-conditional when ``num_classes`` is K > 0, image-conditioned when
-    ``cond_channels`` > 0); a configuration it refuses is reported against the model flags."""
+    ``cond_channels`` > 0, text-conditioned when ``text`` is (text module, tokenizer): Phase 7's
+    ``TextUNet``); a configuration it refuses is reported against the model flags."""
     defaults = unet_module.DEFAULT_CONFIG
     for key in MODEL_FLAGS:
         if config.get(key) is None:
@@ -735,12 +769,35 @@ def build_model(
     kwargs = {key: tuple(config[key]) if isinstance(config[key], list) else config[key] for key in MODEL_FLAGS}
     if cond_channels:
         kwargs["cond_channels"] = cond_channels
+    if text is not None:
+        return build_text_model(*text, config, channels, kwargs, parser)
     try:
         return unet_module.UNet(in_channels=channels, num_classes=num_classes, **kwargs)
     except NotImplementedError:
         raise
     except (TypeError, ValueError) as error:
         parser.error(f"the model flags ({', '.join(flag(key) for key in MODEL_FLAGS)}) make no valid U-Net: {error}")
+
+
+def build_text_model(text_module: ModuleType, tokenizer, config: dict, channels: int, unet_kwargs: dict,
+                     parser) -> nn.Module:
+    """--captions: text.TextUNet for the tokenizer, DEFAULT_TEXT_CONFIG with --text-dim and --text-layers,
+    and the U-Net's flags; its null condition is the empty caption's tokens (<bos> <eos> <pad>…)."""
+    for key in TEXT_FLAGS:
+        if config.get(key) is None:
+            config[key] = DEFAULT_TEXT_CONFIG[key]
+    text_config = {**DEFAULT_TEXT_CONFIG, **{key: config[key] for key in TEXT_FLAGS}}
+    try:
+        return text_module.TextUNet(
+            vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length,
+            empty_tokens=tokenizer.empty(1)[0].tolist(), pad_id=tokenizer.pad_id, **text_config,
+            in_channels=channels, **unet_kwargs,
+        )
+    except NotImplementedError:
+        raise
+    except (TypeError, ValueError) as error:
+        parser.error(f"the model flags ({', '.join(flag(key) for key in MODEL_FLAGS + TEXT_FLAGS)}) make no valid "
+                     f"text-conditioned U-Net: {error}")
 
 
 def task_grid_inputs(degradations: ModuleType, dataset, config: dict, parser) -> tuple[torch.Tensor, torch.Tensor]:
@@ -799,7 +856,7 @@ def remove_previous_run(out: Path) -> None:
 def latent_mode(config: dict, parser) -> str:
     """"autoencoder" (--train-autoencoder), "latents" (--autoencoder) or "pixels"; refuses what does not mix."""
     if config.get("train_autoencoder"):
-        for key in ("autoencoder", "task", "class_conditional"):
+        for key in ("autoencoder", "task", "class_conditional", "captions"):
             if config.get(key):
                 parser.error(f"argument --train-autoencoder: not with {flag(key)} (the autoencoder learns images "
                              f"alone; train the diffusion model afterwards with --autoencoder)")
@@ -902,6 +959,103 @@ class ReconstructionGrid:
 
 
 # ---------------------------------------------------------------------------
+# Phase 7: captions
+# ---------------------------------------------------------------------------
+
+#: The rows of --captions' sample grids: prompts naming the column's digit and these attributes
+#: (then, for "digits-rgb", one row per colour); row r of a grid uses entry r mod their number.
+GRID_ATTRIBUTES = ({}, {"stroke": "bold"}, {"stroke": "thin"}, {"slant": "left"}, {"slant": "right"},
+                   {"family": "serif"}, {"family": "mono"})
+
+
+def check_captions(config: dict, parser) -> None:
+    """--captions: refuse what it does not mix with, and datasets without captions
+    (--train-autoencoder and --captions: :func:`latent_mode`)."""
+    if not config.get("captions"):
+        return
+    if config.get("class_conditional"):
+        parser.error("argument --captions: not with --class-conditional (a model here follows a caption or a class "
+                     "label, not both; a caption can name the digit); drop one of the two")
+    if config.get("task"):
+        parser.error("argument --captions: not with --task (a model here restores a degraded image or follows a "
+                     "caption, not both); drop one of the two")
+    if config["dataset"] not in CAPTIONED_DATASETS:
+        parser.error(f"argument --captions: captions exist for --dataset {' or '.join(CAPTIONED_DATASETS)} only "
+                     f"(provided/captions.py); got --dataset {config['dataset']}")
+
+
+def grid_prompts(name: str, count: int, seed: int) -> list[str]:
+    """The --captions grids' prompts: image i shows digit i mod 10 (one digit per column), with the
+    attributes of row i // 10 (:data:`GRID_ATTRIBUTES`, then the colours for "digits-rgb")."""
+    from .captions import COLOURS, prompts_for
+
+    rows = list(GRID_ATTRIBUTES) + ([{"colour": colour} for colour in COLOURS] if name == "digits-rgb" else [])
+    return [prompts_for(i % 10, **rows[(i // 10) % len(rows)], seed=seed)[0] for i in range(count)]
+
+
+class CaptionedImages(torch.utils.data.Dataset):
+    """The images of ``dataset`` that ``keep`` names, each with its caption's tokens (L,) in place of its label."""
+
+    def __init__(self, dataset, keep: torch.Tensor, tokens: torch.Tensor) -> None:
+        self.dataset, self.keep, self.tokens = dataset, keep.tolist(), tokens
+
+    @property
+    def flip(self) -> bool:  # first_images turns the augmentation off through this
+        return getattr(self.dataset, "flip", False)
+
+    @flip.setter
+    def flip(self, value: bool) -> None:
+        self.dataset.flip = value
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        source = self.keep[index]
+        image, _ = self.dataset[source]
+        return image, self.tokens[source]
+
+
+def caption_dataset(dataset, config: dict, tokenizer, saved: dict | None) -> tuple[CaptionedImages, dict]:
+    """--captions: the training images without the held-out combinations, with their tokenized captions,
+    and what config["text"] records (the tokenizer, the held-out pairs, the counts, the grid prompts).
+
+    ``saved`` is a resumed run's config["text"]: its tokenizer must be this one.
+    """
+    from .captions import HELD_OUT, captioned_digits
+
+    captioned = captioned_digits(config["dataset"], split="train", seed=config["seed"],
+                                 num_images=config["num_images"], data_dir=config["data_dir"])
+    if len(captioned.captions) != len(dataset):
+        raise TrainError(f"the captions of {config['dataset']} ({len(captioned.captions)}) do not match its "
+                         f"{len(dataset)} training images; delete the cache under {config['data_dir']}")
+    stored = tokenizer.to_dict()
+    if saved is not None and saved.get("tokenizer") != stored:
+        raise TrainError(f"checkpoint {Path(config['out']) / 'last.pt'}: its captions' tokenizer is not the one of "
+                         "provided/captions.py any more (the vocabulary or max_length changed), so its weights do "
+                         "not fit the tokens; start a new run in another --out")
+    tokens = tokenizer.encode(captioned.captions)  # (N, L) int64, once
+    held_out = [pair._asdict() for pair in HELD_OUT if pair.kind != "colour" or config["dataset"] == "digits-rgb"]
+    record = {
+        "tokenizer": stored, "held_out": held_out, "images": len(captioned.keep),
+        "held_out_images": len(dataset) - len(captioned.keep),
+        "grid_prompts": grid_prompts(config["dataset"], config["num_samples"], config["seed"]),
+    }
+    return CaptionedImages(dataset, captioned.keep, tokens), record
+
+
+def text_guidance(text_module: ModuleType, model: nn.Module, tokens: torch.Tensor, guidance_scale: float):
+    """The network and tokens that sample ``model`` guided at w with its own empty caption as the null:
+    w = 1 is the plain conditional model, w = 0 the model given the empty caption, any other w
+    text.TextGuidedModel (two calls in one doubled batch), as :func:`guidance_inputs` for labels."""
+    if guidance_scale == 1:
+        return model, tokens
+    if guidance_scale == 0:
+        return model, model.empty_tokens.to(tokens.device).expand_as(tokens)
+    return text_module.TextGuidedModel(model, float(guidance_scale)), tokens
+
+
+# ---------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------
 
@@ -915,7 +1069,8 @@ def main(argv: list[str] | None = None) -> int:
     args, given, parser = parse_args(argv)
     return run_command(
         "train.py", lambda: train(args, given, parser),
-        needs="Training runs Phases 1–3 (and §5.1–§5.2 with --class-conditional, §5.4–§5.5 with --task)",
+        needs="Training runs Phases 1–3 (and §5.1–§5.2 with --class-conditional, §5.4–§5.5 with --task, "
+        "§7.1–§7.7 with --captions)",
         interrupted="stopped at once (second Ctrl-C): last.pt holds the run as of its last save",
         memory="lower --batch-size or --image-size (or the U-Net: --base-channels, --channel-mults)")
 
@@ -969,11 +1124,13 @@ def run_training(
             "argument --task: not with --class-conditional (a model here restores a degraded image or "
             "follows a class label, not both); drop one of the two"
         )
+    check_captions(config, parser)  # Phase 7
     mode = latent_mode(config, parser)  # "pixels", "autoencoder" (Phase 6) or "latents" (Phase 6)
     impl = config["impl"]
     train_module = import_impl("train", impl)  # your §3.1–§3.4 functions (or the reference's)
     latent_module = import_impl("latent", impl) if mode != "pixels" else None  # your §6.1–§6.5 functions
     degradations = import_impl("degradations", impl) if task else None  # your §5.4–§5.5 with --task
+    text_module = import_impl("text", impl) if config.get("captions") else None  # your §7.1–§7.7 with --captions
     unet_module = import_impl("unet", impl)
     schedule_module = import_impl("noise_schedule", impl)
     try:
@@ -987,9 +1144,12 @@ def run_training(
         note(f"note: --compile is used on CUDA only; ignored on {device.type}")
     if config["snr_gamma"] is not None:
         config["snr_gamma"] = float(config["snr_gamma"])
-    if not config.get("class_conditional"):
+    if not config.get("class_conditional") and not config.get("captions"):
         for key in sorted(given & {"p_uncond", "sample_guidance"}):
-            note(f"note: {flag(key)} is used with --class-conditional only; ignored")
+            note(f"note: {flag(key)} is used with --class-conditional only, or --captions; ignored")
+    if not config.get("captions"):
+        for key in sorted(given & set(TEXT_FLAGS)):
+            note(f"note: {flag(key)} is used with --captions only; ignored")
 
     # The model first (its own checks are quick), then the data: errors come early.
     info = DATASETS[config["dataset"]]
@@ -997,18 +1157,26 @@ def run_training(
     # (--task denoise), then training_step's timesteps and noise.
     generator = seed_everything(config["seed"])
     num_classes = class_count(config, info, parser)  # K with --class-conditional, else None
+    tokenizer = None  # Phase 7, with --captions: the word tokenizer of the captions
+    text = None
+    if text_module is not None:
+        from .captions import MAX_LENGTH, Tokenizer
+
+        tokenizer = Tokenizer(max_length=MAX_LENGTH)
+        text = (text_module, tokenizer)
     space = None  # with --autoencoder: the frozen autoencoder and its latents' scale
     if mode == "autoencoder":
         model = new_autoencoder(latent_module, config, info, parser)
     elif mode == "latents":
         space = open_latent_space(latent_module, config, checkpoint, device, parser)
-        model = build_model(unet_module, config, space.shape[0], parser, num_classes)
+        model = build_model(unet_module, config, space.shape[0], parser, num_classes, text=text)
         try:
             model.check_image_size(*space.shape[1:])
         except ValueError as error:
             parser.error(f"argument --autoencoder: its latents of shape {space.shape} do not fit the U-Net: {error}")
     else:
-        model = build_model(unet_module, config, info.channels, parser, num_classes, info.channels if task else 0)
+        model = build_model(unet_module, config, info.channels, parser, num_classes, info.channels if task else 0,
+                            text=text)
         if config["image_size"] is not None:
             try:
                 model.check_image_size(config["image_size"], config["image_size"])
@@ -1020,6 +1188,11 @@ def run_training(
     if channels != info.channels:
         raise TrainError(
             f"the dataset gave {channels}-channel images, but {config['dataset']} should have {info.channels}"
+        )
+    if tokenizer is not None:  # Phase 7: the images without held-out combinations, each with its caption's tokens
+        all_images = len(dataset)
+        dataset, config["text"] = caption_dataset(
+            dataset, config, tokenizer, checkpoint["config"].get("text") if checkpoint is not None else None
         )
     if mode == "pixels":
         try:
@@ -1052,6 +1225,7 @@ def run_training(
     if config["channels_last"]:
         model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
+    empty_tokens = tokenizer.empty(1)[0].to(device) if tokenizer is not None else None  # the null caption
     forward = torch.compile(model) if config["compile"] and device.type == "cuda" else model
     if task:
         forward = ImageConditioned(forward)  # training_step's model(x_t, t, None) → model(x_t, t, None, cond)
@@ -1128,9 +1302,10 @@ def run_training(
     else:
         if space is not None:
             sample_shape = (config["num_samples"], *space.shape)
+        grid_tokens = tokenizer.encode(config["text"]["grid_prompts"]) if tokenizer is not None else None
         sampler = GridSampler(
             impl, config, schedule, device, sample_shape, note, num_classes,
-            condition=grid_inputs[0] if task else None, space=space,
+            condition=grid_inputs[0] if task else None, space=space, tokens=grid_tokens, text_module=text_module,
         )
     def autocast():
         if amp_dtype is None:
@@ -1141,6 +1316,9 @@ def run_training(
     classes = f", {num_classes} classes, p_uncond {config['p_uncond']:g}" if num_classes else ""
     if task:
         classes = f", task {task}: {degradations.TASKS[task].description}"
+    if tokenizer is not None:
+        classes = (f" with captions, the {config['text']['held_out_images']} of {all_images} with a held-out "
+                   f"combination left out, p_uncond {config['p_uncond']:g}")
     what = "the U-Net"
     if mode == "autoencoder":
         what = f"the autoencoder ({'×'.join(map(str, model.latent_shape(height, width)))} latents, β {config['kl_weight']:g})"
@@ -1179,6 +1357,8 @@ def run_training(
             save_grid(images, path, nrow=per_row)
         elif mode == "autoencoder":  # rows: originals, then their reconstructions
             save_grid(images, path, nrow=sampler.per_row)
+        elif tokenizer is not None:
+            save_grid(images, path, nrow=10)  # --captions: column j shows digit j (config["text"]["grid_prompts"])
         else:
             save_grid(images, path, nrow=num_classes)  # class-conditional: column j is class j
 
@@ -1207,6 +1387,11 @@ def run_training(
                     if num_classes:
                         class_labels = train_module.drop_labels(
                             labels.to(device, torch.int64), config["p_uncond"], num_classes, generator
+                        )
+                    elif tokenizer is not None:  # Phase 7: the captions' tokens (B, L), some dropped to the empty
+                        # caption, from the generator first as the labels are; they go where class labels go
+                        class_labels = text_module.drop_captions(
+                            labels.to(device, torch.int64), config["p_uncond"], empty_tokens, generator
                         )
                     if task:
                         # Phase 5 --task: the pair (x_0, y), both in [-1, 1]; "denoise" draws its noise from

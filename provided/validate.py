@@ -260,10 +260,10 @@ def check_sampling_arguments(
     return eta
 
 
-def check_guidance(guidance_scale: float, class_labels: torch.Tensor | None) -> None:
-    """Accept class labels (guidance needs them) and a guidance scale w ≥ 0."""
+def check_guidance(guidance_scale: float, class_labels: torch.Tensor | None, name: str = "class_labels") -> None:
+    """Accept a condition (class labels, or tokens for a text model: guidance needs one) and w ≥ 0."""
     if class_labels is None:
-        raise ValueError("guidance_scale needs class_labels: guidance mixes the conditional and "
+        raise ValueError(f"guidance_scale needs {name}: guidance mixes the conditional and "
                          "unconditional predictions")
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
         raise ValueError(f"guidance_scale must be a number ≥ 0 (1: plain conditional); got {guidance_scale!r}")
@@ -568,3 +568,88 @@ def check_latent_statistics(latents: torch.Tensor, shift: torch.Tensor, scale: t
                              f"{tuple(latents.shape)}; got {tuple(value.shape)}")
     if not bool((scale > 0).all()):
         raise ValueError("scale must be > 0 (it is 1 / the latents' standard deviation)")
+
+
+# ---------------------------------------------------------------------------
+# text.py (Phase 7)
+# ---------------------------------------------------------------------------
+
+
+def check_tokens(tokens: torch.Tensor, max_length: int | None = None, *, batch: int | None = None,
+                 vocab_size: int | None = None) -> None:
+    """Raise unless ``tokens`` is an int64 (B, L) tensor (L ≤ max_length, ids < vocab_size, B = batch if given)."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64 or tokens.ndim != 2:
+        described = f"{tokens.dtype} of shape {tuple(tokens.shape)}" if isinstance(tokens, torch.Tensor) \
+            else type(tokens).__name__
+        raise TypeError(f"tokens must be an int64 tensor of shape (B, L), one row of token ids per caption; "
+                        f"got {described}")
+    if max_length is not None and tokens.shape[1] > max_length:
+        raise ValueError(f"tokens must have at most max_length={max_length} columns; got shape {tuple(tokens.shape)}")
+    if batch is not None and tokens.shape[0] != batch:
+        raise ValueError(f"tokens must have one row per image ({batch}); got shape {tuple(tokens.shape)}")
+    if vocab_size is not None and tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        raise ValueError(f"tokens must be ids in [0, {vocab_size}) (the vocabulary's size); got values from "
+                         f"{int(tokens.min())} to {int(tokens.max())}")
+
+
+def check_keep_mask(keep: torch.Tensor, sequence: torch.Tensor | None = None) -> None:
+    """Raise unless ``keep`` is a bool (B, L) tensor with a True in every row (matching (B, L, …) ``sequence``)."""
+    if not isinstance(keep, torch.Tensor) or keep.dtype != torch.bool or keep.ndim != 2:
+        described = f"{keep.dtype} of shape {tuple(keep.shape)}" if isinstance(keep, torch.Tensor) \
+            else type(keep).__name__
+        raise TypeError(f"keep must be a bool tensor of shape (B, L), True = the token takes part; got {described}")
+    if sequence is not None and tuple(sequence.shape[:2]) != tuple(keep.shape):
+        raise ValueError(f"keep must have the shape (B, L) of the sequence's first two axes "
+                         f"{tuple(sequence.shape[:2])}; got {tuple(keep.shape)}")
+    if keep.numel() and not bool(keep.any(dim=1).all()):
+        raise ValueError("keep must have at least one True per row: a caption always keeps <bos> and <eos> "
+                         "(an all-padding row would leave attention nothing to attend to)")
+
+
+def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor | None) -> None:
+    """Raise unless q (B, h, N, d), k (B, h, L, d), v (B, h, L, d_v) agree, and keep is None or (B, L)."""
+    for name, value in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.ndim != 4:
+            raise TypeError(f"{name} must be a floating-point tensor of shape (B, heads, n, d)")
+    if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q (B, heads, N, d), k (B, heads, L, d) and v (B, heads, L, d_v) must agree; got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}")
+    if keep is not None:
+        check_keep_mask(keep)
+        if tuple(keep.shape) != (k.shape[0], k.shape[2]):
+            raise ValueError(f"keep must have shape (B, L) = {(k.shape[0], k.shape[2])} for keys of shape "
+                             f"{tuple(k.shape)}; got {tuple(keep.shape)}")
+
+
+def check_caption_dropout_arguments(tokens: torch.Tensor, p_uncond: float, empty_tokens: torch.Tensor) -> None:
+    """Accept (B, L) int64 tokens, p_uncond in [0, 1] and (L,) int64 empty_tokens."""
+    check_unit_interval(p_uncond, "p_uncond")
+    check_tokens(tokens)
+    if not isinstance(empty_tokens, torch.Tensor) or empty_tokens.dtype != torch.int64 \
+            or tuple(empty_tokens.shape) != (tokens.shape[1],):
+        described = f"{empty_tokens.dtype} of shape {tuple(empty_tokens.shape)}" \
+            if isinstance(empty_tokens, torch.Tensor) else type(empty_tokens).__name__
+        raise ValueError(f"empty_tokens must be an int64 tensor of shape (L,) = ({tokens.shape[1]},), the empty "
+                         f"caption's tokens; got {described}")
+
+
+def check_text_model_arguments(**arguments) -> None:
+    """Raise a clear error for a text encoder, spatial transformer or TextUNet that cannot be built."""
+    for name in ("vocab_size", "max_length", "channels", "context_dim", "heads"):
+        if name in arguments:
+            check_positive_int(arguments[name], name)
+    if "channels" in arguments:
+        check_groups(arguments.get("groups", 1), arguments["channels"])
+        if arguments["channels"] % arguments["heads"]:
+            raise ValueError(f"heads={arguments['heads']} must divide channels={arguments['channels']}: each "
+                             "head gets channels / heads")
+    if "empty_tokens" in arguments:
+        empty = list(arguments["empty_tokens"])
+        if len(empty) != arguments["max_length"] or any(not isinstance(i, int) for i in empty):
+            raise ValueError(f"empty_tokens must be the empty caption's {arguments['max_length']} token ids "
+                             f"(max_length); got {empty!r}")
+        if all(i == arguments["pad_id"] for i in empty):
+            raise ValueError("empty_tokens must keep at least one token other than <pad> (<bos>, <eos>): an "
+                             "all-padding caption leaves cross-attention nothing to attend to")
+    if arguments.get("unet_config", {}).get("num_classes"):
+        raise ValueError("a TextUNet takes captions, not class labels: leave num_classes out")

@@ -9,14 +9,12 @@ check then runs your whole autoencoder with your own blocks.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grading.checker import check_close, classic_mistake, fail
+from grading.checker import check_close, classic_mistake, fail, nan_shaped, pair
 from grading.modules import check_parameter_count, load_reference_weights, randomize_, reference_parts
 
 pytestmark = pytest.mark.phase6
@@ -33,19 +31,6 @@ NETWORK_TOLERANCE = {"rtol": 1e-8, "atol": 1e-9}
 def seeded(shape: tuple[int, ...], seed: int, dtype: torch.dtype = F64) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
-
-def nan_shaped(*shapes: tuple[int, ...]) -> list[torch.Tensor]:
-    """Stand-ins for wrong outputs known by their shape alone (check_close names a shape that matches)."""
-    return [torch.full(shape, math.nan, dtype=F64) for shape in shapes]
-
-
-def pair(got, function: str, section: str, names: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``got`` as a pair of tensors, or a failed check saying what the function should return."""
-    if not (isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(g, torch.Tensor) for g in got)):
-        fail(f"{function} should return a pair of tensors ({names[0]}, {names[1]}); got {type(got).__name__}"
-             f"{f' of length {len(got)}' if isinstance(got, (tuple, list)) else ''}. "
-             f"See IMPLEMENTATION_GUIDE.md §{section}.")
-    return got[0], got[1]
 
 
 # ---------------------------------------------------------------------------

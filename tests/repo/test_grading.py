@@ -161,6 +161,26 @@ def test_a_call_into_another_stub_is_a_failure_that_says_which(tmp_path):
     assert NOT_ATTEMPTED in own
 
 
+def test_an_integration_check_is_not_attempted_until_its_own_function_is_written(tmp_path):
+    """A check whose setup runs into another stub: "not attempted" while its own function is a stub too,
+    and, once that function is written, a failure that names the stub it still needs."""
+    stub = '        raise NotImplementedError("Phase 7.4 · TextEncoder.__init__ — see IMPLEMENTATION_GUIDE.md §7.4")\n'
+    with_line_replaced(tmp_path, "text.py", "        self.token_embedding = nn.Embedding(vocab_size, dim)\n", stub)
+    written = run_phase(7, submission=tmp_path, keyword="text_unet_ignores_appended_padding")
+    [check] = written.checks
+    assert check.function == "TextUNet.forward" and not check.not_attempted
+    assert "still a stub" in check.output and "TextEncoder.__init__" in check.output
+
+    forward = "        return self.unet(x, t, context, keep, pooled)  # (B, out_channels, H, W)\n"
+    with_line_replaced(tmp_path, "text.py", forward,
+                       '        raise NotImplementedError("Phase 7.7 · TextUNet.forward — see IMPLEMENTATION_GUIDE.md §7.7")\n')
+    text = (tmp_path / "text.py").read_text(encoding="utf-8")
+    (tmp_path / "text.py").write_text(text.replace("        self.token_embedding = nn.Embedding(vocab_size, dim)\n", stub),
+                                      encoding="utf-8")
+    [check] = run_phase(7, submission=tmp_path, keyword="text_unet_ignores_appended_padding").checks
+    assert check.not_attempted, check.output
+
+
 def test_a_hang_that_blocks_signals_costs_one_checks_timeout_not_the_run(tmp_path):
     """The per-check timeout kills the worker from outside: a signal handler in learner code cannot stop it."""
     with_quadratic_betas_ending(tmp_path, (
