@@ -40,7 +40,7 @@ import torch
 from provided.phases import EXERCISE_MODULES, GRADED_IMPLEMENTATIONS, PHASES, has_reference, resolve_impl, stubs_in
 
 from . import checker, recording, wire
-from .checker import fail, learner_error_message
+from .checker import GUIDE, fail, learner_error_message
 from .mistakes import NOT_ATTEMPTED
 from .sandbox import REPO_ROOT, Conversation, LearnerError, Limits, RemoteObject, Sandbox, learner_files, \
     reference_files
@@ -142,26 +142,31 @@ class Implementation:
         self._conversation.backward(loss)
 
 
-def _report(error: Exception, own_stub: str = "") -> None:
+def _report(error: Exception, own_stub: dict | None = None) -> None:
     """Fail the check with the message of a learner error or a worker problem (no traceback).
 
-    ``own_stub``: the check's own function when it is still a stub in the learner's files. Then
-    any stub the check runs into first (one its setup needs, say) makes it "not attempted yet".
+    ``own_stub``: the check's own function as a stub reports itself ({"label", "message"}) when it
+    is still a stub in the learner's files. Then any stub the check runs into first (one its setup
+    needs, say) makes it "not attempted yet", pointing at the check's own section.
     """
-    if isinstance(error, LearnerError) and error.info.get("kind") == "stub" and own_stub:
-        fail(f"`{own_stub}`: {NOT_ATTEMPTED}.")
     message = learner_error_message(error.info) if isinstance(error, LearnerError) else str(error)
+    if isinstance(error, LearnerError) and error.info.get("kind") == "stub" and own_stub \
+            and NOT_ATTEMPTED not in message:
+        message = learner_error_message({**error.info, **own_stub})
     fail(message)
 
 
-def _own_stub(item: pytest.Item, files: dict[str, bytes]) -> str:
-    """The check's own function (its exercise marker) if a learner file still holds its stub, else ""."""
+def _own_stub(item: pytest.Item, files: dict[str, bytes]) -> dict | None:
+    """The check's own function (its exercise marker) as its stub would report itself, if a learner
+    file still holds that stub; else None."""
     exercise = item.get_closest_marker("exercise")
     if exercise is None:
-        return ""
+        return None
     section, function = exercise.args
     stubs = {what for source in files.values() for _, what in stubs_in(source.decode("utf-8", "replace"))}
-    return function if f"§{section} {function}" in stubs else ""
+    if f"§{section} {function}" not in stubs:
+        return None
+    return {"label": function, "message": f"Phase {section} · {function} — see {GUIDE} §{section}"}
 
 
 @pytest.fixture(scope="session")
@@ -186,7 +191,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
 def impl(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[Implementation]:
     """The implementation under test (learner files or the reference), per --impl, in a fresh worker child."""
     conversation = sandbox.conversation()
-    own_stub = "" if sandbox.package else _own_stub(request.node, sandbox.files)
+    own_stub = None if sandbox.package else _own_stub(request.node, sandbox.files)
     conversation.report = lambda error: _report(error, own_stub)
     try:
         yield Implementation(conversation)

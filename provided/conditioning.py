@@ -1,6 +1,7 @@
-"""Phase 5 glue that the training and sampling commands share (provided).
+"""Phase 5 (and 7) glue that the training and sampling commands share (provided).
 
-How a guidance scale becomes the arguments of ``diffusion.sample_loop``, how an
+How a guidance scale becomes the arguments of ``diffusion.sample_loop`` (for class
+labels, or for a caption's tokens with Phase 7's ``text.TextGuidedModel``), how an
 image-conditioned U-Net is seen as a plain denoiser, and how three versions of
 each image are laid out in one grid.
 """
@@ -8,6 +9,7 @@ each image are laid out in one grid.
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -30,6 +32,17 @@ def guidance_inputs(class_labels: torch.Tensor, guidance_scale: float, null_labe
     if guidance_scale == 0:
         return {"class_labels": torch.full_like(class_labels, null_label), "guidance_scale": None}
     return {"class_labels": class_labels, "guidance_scale": float(guidance_scale)}
+
+
+def text_guidance(text_module: ModuleType, model: nn.Module, tokens: torch.Tensor, guidance_scale: float):
+    """The network and tokens that sample ``model`` guided at w with its own empty caption as the null:
+    w = 1 is the plain conditional model, w = 0 the model given the empty caption, any other w
+    text.TextGuidedModel (two calls in one doubled batch), as :func:`guidance_inputs` for labels."""
+    if guidance_scale == 1:
+        return model, tokens
+    if guidance_scale == 0:
+        return model, model.empty_tokens.to(tokens.device).expand_as(tokens)
+    return text_module.TextGuidedModel(model, float(guidance_scale)), tokens
 
 
 class ImageConditioned(nn.Module):

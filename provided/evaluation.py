@@ -268,6 +268,11 @@ def open_checkpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             f"argument --checkpoint: {path} was trained with --task {config['task']}: it restores images rather "
             "than generating them; evaluate a model trained without --task"
         )
+    if config.get("captions"):
+        raise EvaluateError(
+            f"argument --checkpoint: {path} is a text-conditioned model (train.py --captions): measuring how well "
+            "its samples follow their prompts is not here yet; draw some with sample.py --prompt"
+        )
     dataset = check_dataset(config.get("dataset"), f"argument --checkpoint: {path}")
     num_classes = checkpoint["model_config"].get("num_classes") or 0
     if not num_classes:

@@ -14,6 +14,12 @@ A class-conditional checkpoint (train.py --class-conditional, Phase 5) samples t
 classes of --class-id with classifier-free guidance of scale --guidance-scale;
 --guidance-grid shows one class per row and one guidance scale per column.
 
+A text-conditioned checkpoint (train.py --captions, Phase 7) draws the captions of
+--prompt (repeat it for several: the images cycle through them, one prompt per
+column of the grid) with guidance from the empty caption, at --guidance-scale; with
+--guidance-grid, one prompt per row. A word outside the checkpoint's vocabulary is an
+error that lists the vocabulary.
+
 Two more Phase 5 uses take --from-dataset N images of the test split of the checkpoint's
 dataset. A checkpoint of ``train.py --task NAME`` restores them: they are degraded
 (``degradations.degrade``) and x_0 is sampled conditioned on the degraded copy; the grid
@@ -54,7 +60,8 @@ from .cli import (
     SEED_WHY, CommandError, apply_threads, check_writable, flag, float_in, guidance_scales,
     int_at_least, one_line, run_command,
 )
-from .conditioning import ImageConditioned, guidance_inputs, triplet_rows
+from .captions import Tokenizer, UnknownWordsError
+from .conditioning import ImageConditioned, guidance_inputs, text_guidance, triplet_rows
 from .files import UnreadableFile, atomic_write, load_weights, read_torch_file
 from .latent_space import LatentError, LatentSpace
 from .phases import CODE_NAMES
@@ -94,8 +101,9 @@ HELP_EPILOG = """\
   images       float32 tensor (N, C, H, W) on the CPU, values in [-1, 1] (as in training)
   sampling     the keyword arguments given to diffusion.sample_loop: sampler, num_steps,
                eta, variance, spacing, prediction, clip_x0
-  labels       int64 tensor (N,): the class of each image (class-conditional checkpoints),
-               else None
+  labels       int64 tensor (N,): the class of each image (class-conditional checkpoints);
+               (N, L): the tokens of each image's prompt (text-conditioned checkpoints); else None
+  prompts      text-conditioned checkpoints only: the prompt of each image (a list of N strings)
   guidance_scale  w (a float; None for an unconditional checkpoint); with --guidance-grid the
                list of the columns' scales, the images then being row after row
                (row r, column c is image r × columns + c)
@@ -124,6 +132,8 @@ examples:
   python sample.py --checkpoint runs/demo/last.pt --impl solutions --save-tensor samples.pt
   python sample.py --checkpoint runs/digits-cfg --class-id 3 --guidance-scale 5
   python sample.py --checkpoint runs/digits-cfg --guidance-grid 0,1,3,5   # rows: classes
+  python sample.py --checkpoint runs/digits-text --prompt "a bold seven" --prompt "2, thin, leaning right"
+  python sample.py --checkpoint runs/digits-text --prompt "a thin 4" --guidance-grid 0,1,3,5  # rows: prompts
   python sample.py --checkpoint runs/digits-deblur --from-dataset 16        # a --task checkpoint
   python sample.py --checkpoint runs/demo --inpaint --mask strokes --from-dataset 16 --resample 5"""
 
@@ -160,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--no-clip", dest="clip", action="store_false",
                           help="do not clamp the predicted x̂_0 to [-1, 1] at each step (default: clamp)")
 
-    conditioning = parser.add_argument_group("class conditioning (Phase 5; class-conditional checkpoints only)")
+    conditioning = parser.add_argument_group(
+        "class conditioning and guidance (Phase 5; class-conditional checkpoints, and text-conditioned ones with "
+        "--prompt)"
+    )
     conditioning.add_argument("--class-id", default=None, type=_class_ids, metavar="IDS",
                               help="the classes to draw: one, such as 3, a list such as 0,2,4, or all (the "
                               "default); the images cycle through them")
@@ -169,9 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="classifier-free guidance scale w: 1 = plain conditional, 0 = unconditional, "
                        f"> 1 = more like the class (default: {DEFAULT_GUIDANCE_SCALE:g})")
     scale.add_argument("--guidance-grid", default=None, type=guidance_scales, metavar="W1,W2,…",
-                       help="instead, one row per --class-id class and one column per scale, such as "
+                       help="instead, one row per --class-id class (or --prompt) and one column per scale, such as "
                        "0,1,3,5; every column starts from the same noise, so a row shows what w changes "
                        "(--num-samples is not used)")
+
+    text = parser.add_argument_group("text conditioning (Phase 7; checkpoints of train.py --captions only)")
+    text.add_argument("--prompt", action="append", default=None, metavar="TEXT",
+                      help="a caption to draw, such as \"a bold seven\" or \"7, thin, leaning right\"; repeat the "
+                      "flag for several prompts: the images cycle through them, one prompt per column of the grid "
+                      "(with --guidance-grid, one per row). Words must come from the captions the model was trained "
+                      "on (an unknown word is an error that lists them); guided at --guidance-scale, with the empty "
+                      "caption as the unconditional input")
 
     images = parser.add_argument_group(
         "image conditioning and inpainting (Phase 5): restore or complete test images"
@@ -316,12 +337,6 @@ def read_checkpoint(path: Path) -> dict:
             f"model on its latents with python train.py --autoencoder {path}, and sample from that one "
             f"(evaluate.py --checkpoint {path} measures the autoencoder)"
         )
-    if state["config"].get("captions"):
-        raise SampleError(
-            f"{path} is a text-conditioned model (train.py --captions): it draws images for prompts, which "
-            "this command cannot give it yet (no --prompt); its sample grids during training show fixed prompts "
-            "(config.json, text.grid_prompts)"
-        )
     return state
 
 
@@ -462,6 +477,54 @@ def scale_words(scales) -> str:
 def class_words(classes: list[int]) -> str:
     """The classes in a few words, e.g. "class 3" or "classes 0, 2, 4"."""
     return ("class " if len(classes) == 1 else "classes ") + ", ".join(map(str, classes))
+
+
+# ---------------------------------------------------------------------------
+# Text conditioning (Phase 7)
+# ---------------------------------------------------------------------------
+
+
+def is_text_model(checkpoint: dict) -> bool:
+    """Whether the checkpoint holds a text-conditioned model (train.py --captions)."""
+    return bool(checkpoint["config"].get("captions"))
+
+
+def prompt_tokens(args: argparse.Namespace, checkpoint: dict, parser: argparse.ArgumentParser) -> torch.Tensor | None:
+    """--prompt's captions as (P, L) token ids of the checkpoint's own tokenizer; None for a model without text.
+
+    A text-conditioned model needs at least one --prompt and takes no --class-id; any other
+    model takes no --prompt; an unknown word is refused naming it and listing the vocabulary.
+    """
+    if not is_text_model(checkpoint):
+        if args.prompt is not None:
+            parser.error("argument --prompt: the checkpoint's model was trained without --captions, so it reads no "
+                         "text; train one with train.py --captions, or drop --prompt")
+        return None
+    if args.class_id is not None:
+        parser.error("argument --class-id: the checkpoint's model is text-conditioned (train.py --captions): "
+                     "describe the image with --prompt instead, such as --prompt \"a bold seven\"")
+    if not args.prompt:
+        parser.error("argument --prompt: the checkpoint's model is text-conditioned (train.py --captions): give "
+                     "one or more, such as --prompt \"a bold seven\" --prompt \"the digit two in a serif font\"")
+    try:
+        tokenizer = Tokenizer.from_dict(checkpoint["config"]["text"]["tokenizer"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise SampleError(f"the checkpoint's stored tokenizer is damaged: {one_line(error)}") from None
+    empty = [i for i, text in enumerate(args.prompt) if not text.strip()]
+    if empty:
+        parser.error("argument --prompt: an empty prompt draws unconditional images; use --guidance-scale 0 "
+                     "with a real prompt for that, or give a caption such as \"a bold seven\"")
+    try:
+        return tokenizer.encode(args.prompt)
+    except UnknownWordsError as error:
+        parser.error(f"argument --prompt: {error}")
+    except ValueError as error:
+        parser.error(f"argument --prompt: {one_line(error)}")
+
+
+def prompt_words(prompts: list[str]) -> str:
+    """The prompts in a few words, e.g. 'prompts "a bold seven", "a thin 2"' (for the summary)."""
+    return ("prompt " if len(prompts) == 1 else "prompts ") + ", ".join(f'"{text}"' for text in prompts)
 
 
 # ---------------------------------------------------------------------------
@@ -691,6 +754,8 @@ def draw_samples(
     labels: torch.Tensor | None = None,
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     space: LatentSpace | None = None,
+    tokens: torch.Tensor | None = None,
+    text_module: ModuleType | None = None,
 ) -> torch.Tensor:
     """``num_samples`` images from ``diffusion.sample_loop``, batch after batch.
 
@@ -700,7 +765,9 @@ def draw_samples(
     For a class-conditional model, ``labels`` (num_samples,) are the images' classes,
     sampled with guidance scale ``guidance_scale`` (see ``provided.conditioning.guidance_inputs``).
     For a latent diffusion model (Phase 6) ``image_shape`` is the latents' and ``space`` decodes
-    each batch (and each frame of the trajectory) into images.
+    each batch (and each frame of the trajectory) into images. For a text-conditioned model
+    (Phase 7), ``tokens`` (num_samples, L) are the images' captions, guided at ``guidance_scale``
+    with the model's empty caption by ``text_module.TextGuidedModel``.
 
     Returns:
         (num_samples, C, H, W) float32 images on the CPU.
@@ -713,15 +780,19 @@ def draw_samples(
     device = schedule.betas.device
     with bar:
         for index, size in enumerate(sizes):
-            conditioning = {}
+            conditioning, network = {}, model
             if labels is not None:
                 batch_labels = labels[index * batch_size : index * batch_size + size].to(device)
                 conditioning = guidance_inputs(batch_labels, guidance_scale, null_label=model.num_classes)
+            if tokens is not None:  # Phase 7: the captions go where class labels go, the guidance in the network
+                batch_tokens = tokens[index * batch_size : index * batch_size + size].to(device)
+                network, batch_tokens = text_guidance(text_module, model, batch_tokens, guidance_scale)
+                conditioning = {"class_labels": batch_tokens}
             recorder = trajectory if index == 0 else None
             if recorder is not None and space is not None:
                 recorder = DecodedFrames(recorder, space)
             images = diffusion.sample_loop(
-                model, schedule, (size, *image_shape), generator=generator, device=device,
+                network, schedule, (size, *image_shape), generator=generator, device=device,
                 progress=progress, trajectory=recorder, **options, **conditioning,
             )
             if space is not None:
@@ -732,30 +803,34 @@ def draw_samples(
 
 
 def draw_guidance_grid(
-    diffusion: ModuleType, model: nn.Module, schedule, image_shape: tuple[int, int, int], classes: list[int],
+    diffusion: ModuleType, model: nn.Module, schedule, image_shape: tuple[int, int, int], classes: list[int] | None,
     scales: tuple[float, ...], batch_size: int, options: dict, generator: torch.Generator, progress: bool = False,
-    space: LatentSpace | None = None,
+    space: LatentSpace | None = None, tokens: torch.Tensor | None = None, text_module: ModuleType | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """--guidance-grid: row r shows class ``classes[r]``, column c guidance scale ``scales[c]``.
+    """--guidance-grid: row r shows class ``classes[r]`` (or caption ``tokens[r]``), column c guidance
+    scale ``scales[c]``.
 
     Each column is the run ``--num-samples len(classes) --guidance-scale w`` would make:
     the generator is put back to its starting state before every column, so every cell
     of a row starts from the same x_T (and, for a noisy sampler, gets the same z's).
 
     Returns:
-        (rows × columns, C, H, W) images row after row, and their (rows × columns,) labels.
+        (rows × columns, C, H, W) images row after row, and their (rows × columns,) labels (or the
+        (rows × columns, L) tokens).
     """
-    labels = torch.tensor(classes, dtype=torch.int64)
+    labels = None if tokens is not None else torch.tensor(classes, dtype=torch.int64)
+    rows = tokens if tokens is not None else labels
     start = generator.get_state()
     columns = []
     for scale in scales:
         generator.set_state(start)
         columns.append(draw_samples(
-            diffusion, model, schedule, image_shape, len(classes), batch_size, options, generator,
-            progress=progress, labels=labels, guidance_scale=scale, space=space,
+            diffusion, model, schedule, image_shape, len(rows), batch_size, options, generator,
+            progress=progress, labels=labels, guidance_scale=scale, space=space, tokens=tokens,
+            text_module=text_module,
         ))
     images = torch.stack(columns, dim=1).flatten(0, 1)  # (R, Cols, C, H, W) → row after row
-    return images, labels.repeat_interleave(len(scales))
+    return images, rows.repeat_interleave(len(scales), dim=0)
 
 
 def check_finite(images: torch.Tensor, impl: str) -> None:
@@ -892,27 +967,32 @@ def write_outputs(
 def sample_images(
     args: argparse.Namespace, diffusion: ModuleType, model: nn.Module, schedule, checkpoint: dict, options: dict,
     classes: list[int] | None, generator: torch.Generator, trajectory=None, space: LatentSpace | None = None,
+    prompts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The images the flags ask for and their labels (None for an unconditional model).
+    """The images the flags ask for and their labels (None for an unconditional model; the tokens
+    (N, L) of their captions for a text-conditioned one).
 
-    Three cases: an unconditional model; a class-conditional one, whose images cycle
-    through ``classes`` with guidance scale --guidance-scale; or --guidance-grid. A latent
+    Four cases: an unconditional model; a class-conditional one, whose images cycle
+    through ``classes`` with guidance scale --guidance-scale; a text-conditioned one, whose
+    images cycle through the ``prompts`` (P, L) the same way; or --guidance-grid. A latent
     diffusion model (``space``) samples latents and decodes them.
     """
+    text_module = None if prompts is None else import_impl("text", args.impl)
     shape, progress = image_shape(checkpoint) if space is None else space.shape, sys.stderr.isatty()
     if args.guidance_grid is not None:
         return draw_guidance_grid(
             diffusion, model, schedule, shape, classes, args.guidance_grid, args.batch_size, options, generator,
-            progress=progress, space=space,
+            progress=progress, space=space, tokens=prompts, text_module=text_module,
         )
     num_samples = args.num_samples or DEFAULT_NUM_SAMPLES
     labels = None if classes is None else cycled_labels(classes, num_samples)
+    tokens = None if prompts is None else prompts[cycled_labels(list(range(len(prompts))), num_samples)]
     images = draw_samples(
         diffusion, model, schedule, shape, num_samples, args.batch_size, options, generator,
         trajectory=None if trajectory is None else FirstImages(trajectory, GIF_IMAGES), progress=progress,
-        labels=labels, guidance_scale=guidance_of(args), space=space,
+        labels=labels, guidance_scale=guidance_of(args), space=space, tokens=tokens, text_module=text_module,
     )
-    return images, labels
+    return images, (labels if tokens is None else tokens)
 
 
 def guidance_of(args: argparse.Namespace) -> float | list[float]:
@@ -924,11 +1004,12 @@ def guidance_of(args: argparse.Namespace) -> float | list[float]:
 
 def conditioning_words(args: argparse.Namespace, classes: list[int] | None) -> str:
     """How the images were conditioned, for the summary ("" for an unconditional model)."""
-    if classes is None:
+    if classes is None and not args.prompt:
         return ""
+    what = class_words(classes) if classes is not None else prompt_words(args.prompt)
     if args.guidance_grid is not None:
-        return f"; rows: {class_words(classes)}; columns: guidance {scale_words(args.guidance_grid)}"
-    return f"; {class_words(classes)}, guidance {scale_words([guidance_of(args)])}"
+        return f"; rows: {what}; columns: guidance {scale_words(args.guidance_grid)}"
+    return f"; {what}, guidance {scale_words([guidance_of(args)])}"
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -936,7 +1017,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     path = checkpoint_path(args.checkpoint)
     checkpoint = read_checkpoint(path)
     options = sampling_options(args, checkpoint["config"], parser)
-    classes = class_ids(args, checkpoint["model_config"].get("num_classes") or 0, parser)
+    prompts = prompt_tokens(args, checkpoint, parser)  # Phase 7: (P, L), or None for a model without text
+    classes = None if prompts is not None else class_ids(args, checkpoint["model_config"].get("num_classes") or 0, parser)
+    if prompts is not None and (args.inpaint or args.task is not None):
+        parser.error(f"argument {'--inpaint' if args.inpaint else '--task'}: not with a text-conditioned checkpoint "
+                     "(train.py --captions); it draws new images for --prompt")
     task = image_task(args, checkpoint, parser)
     for note in ignored_flags(args):
         print(note)
@@ -958,15 +1043,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     started = time.perf_counter()
     with torch.inference_mode():
         images, labels = sample_images(
-            args, diffusion, model, schedule, checkpoint, options, classes, generator, trajectory, space
+            args, diffusion, model, schedule, checkpoint, options, classes, generator, trajectory, space, prompts
         )
     seconds = time.perf_counter() - started
     check_finite(images, args.impl)
     images = images.clamp(-1.0, 1.0)
 
     metadata = tensor_metadata(args, path, checkpoint, options, seconds)
-    metadata.update(labels=labels, guidance_scale=None if classes is None else guidance_of(args))
-    written = write_outputs(images, trajectory, args, grid, metadata, nrow=len(scales) if scales else None)
+    conditioned = classes is not None or prompts is not None
+    metadata.update(labels=labels, guidance_scale=guidance_of(args) if conditioned else None)
+    if prompts is not None:  # the tokens are in labels; the texts, image by image, here
+        metadata["prompts"] = [args.prompt[i % len(args.prompt)] for i in range(len(images))] if not scales else \
+            [text for text in args.prompt for _ in scales]
+    nrow = len(scales) if scales else (len(args.prompt) if prompts is not None and len(args.prompt) > 1 else None)
+    written = write_outputs(images, trajectory, args, grid, metadata, nrow=nrow)
     weights = "EMA" if args.ema else "raw (--no-ema)"
     print(
         f"sampled {len(images)} images of {'×'.join(map(str, image_shape(checkpoint)))} from the {weights} "

@@ -49,7 +49,7 @@ from .cli import (
     IMPL_HELP, SEED_WHY, THREADS_HELP, CommandError, apply_threads, check_writable, flag, float_in, int_at_least,
     int_list, one_line, run_command, setting_problem,
 )
-from .conditioning import ImageConditioned, guidance_inputs, triplet_rows
+from .conditioning import ImageConditioned, guidance_inputs, text_guidance, triplet_rows
 from .files import (
     CHECKPOINT_FORMAT, CHECKPOINT_VERSION, UnreadableFile, atomic_write, exclusive_lock, load_weights, read_torch_file,
     save_checkpoint, save_grid, sweep_temporaries, weights_problem, write_json,
@@ -1042,17 +1042,6 @@ def caption_dataset(dataset, config: dict, tokenizer, saved: dict | None) -> tup
         "grid_prompts": grid_prompts(config["dataset"], config["num_samples"], config["seed"]),
     }
     return CaptionedImages(dataset, captioned.keep, tokens), record
-
-
-def text_guidance(text_module: ModuleType, model: nn.Module, tokens: torch.Tensor, guidance_scale: float):
-    """The network and tokens that sample ``model`` guided at w with its own empty caption as the null:
-    w = 1 is the plain conditional model, w = 0 the model given the empty caption, any other w
-    text.TextGuidedModel (two calls in one doubled batch), as :func:`guidance_inputs` for labels."""
-    if guidance_scale == 1:
-        return model, tokens
-    if guidance_scale == 0:
-        return model, model.empty_tokens.to(tokens.device).expand_as(tokens)
-    return text_module.TextGuidedModel(model, float(guidance_scale)), tokens
 
 
 # ---------------------------------------------------------------------------

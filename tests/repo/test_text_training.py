@@ -11,6 +11,7 @@ latent variant, and the errors.
 from __future__ import annotations
 
 import json
+from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ import provided.training as training
 import solutions.text as reference_text
 import solutions.train as reference_train
 from provided.captions import MAX_LENGTH, Tokenizer, captioned_digits
+from provided.conditioning import text_guidance
 from provided.image_data import make_dataset
 from provided.training import main
 
@@ -131,7 +133,7 @@ def test_grids_show_one_prompted_digit_per_column(text_run):
     assert (text_run / "samples" / "step_000002.png").is_file()
 
 
-def test_sampling_rebuilds_the_text_model_but_sample_py_refuses_it_for_now(text_run, capsys):
+def test_sampling_rebuilds_the_text_model(text_run):
     state = load(text_run / "last.pt")
     model, _ = sampling.load_model(state, "solutions", torch.device("cpu"))
     assert isinstance(model, reference_text.TextUNet)
@@ -139,9 +141,83 @@ def test_sampling_rebuilds_the_text_model_but_sample_py_refuses_it_for_now(text_
     with torch.no_grad():
         out = model(torch.zeros(2, 1, 28, 28), torch.tensor([10, 10]), tokens)
     assert out.shape == (2, 1, 28, 28) and torch.isfinite(out).all()
-    assert sampling.main(["--impl", "solutions", "--checkpoint", str(text_run / "last.pt")]) == 1
+
+
+SAMPLE = ["--impl", "solutions", "--steps", "3", "--threads", "1"]
+
+
+def test_sample_py_draws_the_prompts_guided_by_the_empty_caption(text_run, tmp_path, capsys):
+    """sample.py --prompt: the images are the DDIM samples of TextGuidedModel(EMA model, w) for the prompts'
+    tokens (cycling through the prompts), from the seed's generator; the tensor records the prompts."""
+    prompts = ["a bold seven", "the digit two in a serif font"]
+    out, saved = tmp_path / "grid.png", tmp_path / "images.pt"
+    assert sampling.main([*SAMPLE, "--checkpoint", str(text_run), "--prompt", prompts[0], "--prompt", prompts[1],
+                          "--num-samples", "3", "--guidance-scale", "2.5", "--seed", "7", "--out", str(out),
+                          "--save-tensor", str(saved)]) == 0
+    assert 'prompts "a bold seven", "the digit two in a serif font", guidance w = 2.5' in capsys.readouterr().out
+    written = torch.load(saved, weights_only=True)
+    assert written["prompts"] == [prompts[0], prompts[1], prompts[0]]
+
+    state = load(text_run / "last.pt")
+    model, schedule = sampling.load_model(state, "solutions", torch.device("cpu"))
+    tokens = Tokenizer.from_dict(state["config"]["text"]["tokenizer"]).encode([prompts[0], prompts[1], prompts[0]])
+    with torch.no_grad():
+        expected = import_module("solutions.diffusion").sample_loop(
+            reference_text.TextGuidedModel(model, 2.5), schedule, (3, 1, 28, 28), generator=torch.Generator().manual_seed(7),
+            sampler="ddim", num_steps=3, eta=0.0, spacing="trailing", prediction=state["config"]["prediction"],
+            clip_x0=True, class_labels=tokens)
+    torch.testing.assert_close(written["images"], expected.clamp(-1, 1), rtol=0, atol=1e-6)
+    with Image.open(out) as image:  # one prompt per column: 2 columns of 56 px cells (28 px enlarged twice)
+        assert image.size[0] == 2 * 58 + 2
+
+
+def test_sample_py_guidance_grid_has_one_row_per_prompt(text_run, tmp_path):
+    """Row r is prompt r, column c scale c; each column is the plain run with that --guidance-scale."""
+    prompts = ["--prompt", "a thin 4", "--prompt", "9"]
+    grid, plain = tmp_path / "grid.pt", tmp_path / "plain.pt"
+    assert sampling.main([*SAMPLE, "--checkpoint", str(text_run), *prompts, "--guidance-grid", "0,1,3",
+                          "--out", str(tmp_path / "grid.png"), "--save-tensor", str(grid)]) == 0
+    assert sampling.main([*SAMPLE, "--checkpoint", str(text_run), *prompts, "--guidance-scale", "3",
+                          "--num-samples", "2", "--out", str(tmp_path / "plain.png"), "--save-tensor", str(plain)]) == 0
+    written, column = torch.load(grid, weights_only=True), torch.load(plain, weights_only=True)
+    assert written["images"].shape == (6, 1, 28, 28)
+    assert written["prompts"] == ["a thin 4"] * 3 + ["9"] * 3
+    torch.testing.assert_close(written["images"][2::3], column["images"], rtol=0, atol=0)
+    assert not torch.equal(written["images"][0::3], written["images"][2::3]), "w = 0 and w = 3 should differ"
+
+
+@pytest.mark.parametrize("extra, words", [
+    ([], ["argument --prompt", "text-conditioned", "--prompt \"a bold seven\""]),
+    (["--prompt", "a bold elephant"], ["argument --prompt", "'elephant'", "seven", "serif"]),
+    (["--prompt", "a bold seven", "--class-id", "3"], ["argument --class-id", "--prompt"]),
+    (["--prompt", "   "], ["argument --prompt", "empty prompt"]),
+    (["--prompt", "a bold seven", "--inpaint", "--from-dataset", "2"], ["argument --inpaint", "text-conditioned"]),
+], ids=["no prompt", "unknown word", "class id", "empty prompt", "inpaint"])
+def test_sample_py_refuses_bad_prompts_in_one_line(text_run, tmp_path, capsys, extra, words):
+    with pytest.raises(SystemExit) as exit_info:
+        sampling.main([*SAMPLE, "--checkpoint", str(text_run), "--out", str(tmp_path / "x.png"), *extra])
+    assert exit_info.value.code == 2
     error = capsys.readouterr().err
-    assert "is a text-conditioned model (train.py --captions)" in error and "Traceback" not in error
+    assert all(word in error for word in words), error
+    assert "Traceback" not in error and not (tmp_path / "x.png").exists()
+
+
+def test_prompt_is_refused_for_a_model_without_text(data_dir, tmp_path, capsys):
+    out = tmp_path / "plain"
+    assert main([*COMMON, "--base-channels", "8", "--channel-mults", "1,2", "--attention-levels", "",
+                 "--data-dir", str(data_dir), "--steps", "1", "--out", str(out)]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        sampling.main([*SAMPLE, "--checkpoint", str(out), "--prompt", "a bold seven"])
+    assert exit_info.value.code == 2 and "argument --prompt: the checkpoint's model was trained without --captions" \
+        in capsys.readouterr().err
+
+
+def test_evaluate_py_says_prompt_adherence_is_not_measured_yet(text_run, capsys):
+    from provided.evaluation import main as evaluate
+
+    assert evaluate(["--impl", "solutions", "--checkpoint", str(text_run), "--num-samples", "4"]) == 1
+    error = capsys.readouterr().err
+    assert "text-conditioned model (train.py --captions)" in error and "Traceback" not in error
 
 
 def test_held_out_images_never_reach_a_batch_and_each_image_has_its_caption(recorded, captioned):
@@ -243,11 +319,11 @@ def test_grid_guidance_uses_the_empty_caption_as_its_null(text_run):
     """w = 1: the model and the prompts; w = 0: the model and the empty caption; else TextGuidedModel."""
     model, _ = sampling.load_model(load(text_run / "last.pt"), "solutions", torch.device("cpu"))
     tokens = Tokenizer().encode(["a bold seven", "the digit two"])
-    network, given = training.text_guidance(reference_text, model, tokens, 1.0)
+    network, given = text_guidance(reference_text, model, tokens, 1.0)
     assert network is model and given is tokens
-    network, given = training.text_guidance(reference_text, model, tokens, 0.0)
+    network, given = text_guidance(reference_text, model, tokens, 0.0)
     assert network is model and torch.equal(given, Tokenizer().empty(2))
-    network, given = training.text_guidance(reference_text, model, tokens, 3.0)
+    network, given = text_guidance(reference_text, model, tokens, 3.0)
     assert isinstance(network, reference_text.TextGuidedModel) and network.guidance_scale == 3.0
     assert given is tokens
 
