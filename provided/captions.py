@@ -38,7 +38,8 @@ All of them start from the per-pixel *ink* (:func:`ink`), a weight in [0, 1]:
   this recovers the grey image's ink up to its brightest pixel; a difference of
   colour under :data:`MIN_CONTRAST` counts as no ink at all.
 
-From the ink: :func:`ink_mass` (mean ink, a stroke-weight proxy), :func:`slant`
+From the ink: :func:`ink_mass` (mean ink), :func:`stroke_width` (twice the ink over
+its edge length: the stroke weight, whatever the digit), :func:`slant`
 (the second-moment slope μ11/μ02 with x to the right and y *up*, so a positive
 slant is a top leaning right) and :func:`foreground_colour` (the ink's colour,
 extrapolated from the strong-ink pixels to full ink), with :func:`hsv` giving its
@@ -122,6 +123,7 @@ __all__ = [
     "slant",
     "slant_class",
     "stroke_class",
+    "stroke_width",
     "vocabulary",
 ]
 
@@ -233,6 +235,26 @@ def ink(images: torch.Tensor) -> torch.Tensor:
 def ink_mass(images: torch.Tensor) -> torch.Tensor:
     """Mean ink per image, (N,): a stroke-weight proxy (0 for an empty image)."""
     return ink(images).mean(dim=(1, 2))
+
+
+def stroke_width(images: torch.Tensor) -> torch.Tensor:
+    """The ink's mean stroke width in pixels, (N,): twice its ink mass over its edge length.
+
+    A stroke of width w and length L holds w·L of ink and has 2·(L + w) of edge, so
+    ``2 · Σ ink / Σ |∇ink|`` is w·L / (L + w), close to w for the long strokes of a
+    digit whatever its shape and size, which the ink mass alone is not (a 1 holds
+    less ink than an 8 of the same stroke). ∇ is the forward difference, which
+    counts a soft edge's full height. A stroke under two pixels wide, whose pixels
+    never reach full ink, measures a little wider than it is (a bar 1.5 pixels wide
+    about 1.8). 0 for an image without ink.
+    """
+    weight = ink(images)
+    gradient_x = torch.zeros_like(weight)
+    gradient_y = torch.zeros_like(weight)
+    gradient_x[:, :, :-1] = weight[:, :, 1:] - weight[:, :, :-1]
+    gradient_y[:, :-1] = weight[:, 1:] - weight[:, :-1]
+    edge = (gradient_x.square() + gradient_y.square()).sqrt().sum(dim=(1, 2))
+    return 2 * weight.sum(dim=(1, 2)) / edge.clamp_min(1e-6)
 
 
 def slant(images: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,14 @@ the digits on a CPU). Reported:
   how many samples look real, and how much of the real variety the samples cover.
 
 --sweep repeats the measurement of a class-conditional model at several guidance
-scales w (every scale from the same noise) and writes a table and a plot. When
+scales w (every scale from the same noise) and writes a table and a plot.
+
+A text-conditioned checkpoint (train.py --captions, Phase 7) is measured for prompt
+adherence instead (provided/adherence.py): --per-pair images of every digit × attribute
+prompt (thin or bold, a slant, a colour), held-out pairs five times as many, each image
+judged against its own prompt: the digit by the classifier, the stroke by its width,
+the slant by its image moments, the colour by its foreground hue. The same rules on
+real test images give the floor; seen and held-out pairs are reported apart. When
 pytorch-fid or torchmetrics and their Inception weights are installed, the usual
 Inception FID is added; otherwise one line says so.
 
@@ -38,7 +45,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -60,8 +67,10 @@ from .choices import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, SAMPLERS
 from . import cli
 from .cli import (
     SEED_WHY, CommandError, check_writable, flag, float_in, guidance_scales, int_at_least,
-    run_command, setting_problem,
+    one_line, run_command, setting_problem,
 )
+from . import adherence, captions
+from .captions import Prompt, Tokenizer
 from .files import UnreadableFile, atomic_write, read_torch_file, write_json
 from .latent_space import LatentError, load_autoencoder, measure_statistics, reconstruction_rows
 from .image_data import DATASETS, DatasetUnavailable, labelled_datasets, make_dataset
@@ -89,8 +98,15 @@ DEFAULT_BATCH_SIZE = 100
 DEFAULT_SEED = 0
 #: How many samples the samples.png grid shows.
 GRID_IMAGES = 100
+#: Text-conditioned checkpoints (Phase 7): images per seen digit × attribute pair without --per-pair,
+#: and how many times more each held-out pair gets (there are only a few of them).
+DEFAULT_PER_PAIR = 8
+MAX_PER_PAIR = 100
+HELD_OUT_REPEATS = 5
+#: The phrasings of the evaluation prompts (captions.evaluation_prompts' seed): the same set every time.
+PROMPT_SEED = 0
 #: The flags that only sampling uses (refused with --samples, whose images are drawn already).
-SAMPLING_FLAGS = ("sampler", "steps", "guidance_scale", "sweep", "batch_size", "seed", "no_ema")
+SAMPLING_FLAGS = ("sampler", "steps", "guidance_scale", "sweep", "batch_size", "seed", "no_ema", "per_pair")
 
 
 class EvaluateError(CommandError):
@@ -126,6 +142,15 @@ metrics.json (in --out) holds:
  with --sweep also sweep.md (a table) and sweep.png (accuracy, Fréchet distance, precision
  and recall against w); samples.png shows the first samples.
 
+A text-conditioned checkpoint (train.py --captions, Phase 7) is measured for prompt adherence: one
+image per evaluation prompt (provided/captions.py), --per-pair K per seen digit × attribute pair
+and 5·K per held-out pair, each judged against its prompt (the digit by the classifier; thin or
+bold by the stroke width against the digit's training images; the slant class by image moments;
+the colour class by the foreground hue; provided/adherence.py). metrics.json then holds
+"adherence" (seen and held-out: digit, attribute and both followed, per attribute kind, and
+pair by pair), "floor" (the same rules on real test images), "sweep", "prompts"; adherence.md
+the tables, samples.png a row per attribute value and a column per digit.
+
 A latent diffusion checkpoint (train.py --autoencoder, Phase 6) is measured the same way, its
 samples decoded and resized to the dataset's own size. An autoencoder's checkpoint (train.py
 --train-autoencoder) is measured instead on N held-out images: reconstruction PSNR and SSIM (from
@@ -137,6 +162,7 @@ examples:
   python evaluate.py --checkpoint runs/demo/last.pt --num-samples 500
   python evaluate.py --checkpoint runs/ae/last.pt --num-samples 500   # an autoencoder (Phase 6)
   python evaluate.py --checkpoint runs/digits-cfg --guidance-scale 3 --sweep 0,1,2,3,5
+  python evaluate.py --checkpoint runs/digits-text --sweep 1,3,5   # prompt adherence (Phase 7)
   python evaluate.py --samples samples.pt --out runs/demo/eval_samples
   python evaluate.py --checkpoint runs/demo --impl solutions --device cpu --knn 5"""
 
@@ -176,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"seed of the sampling noise (default: {DEFAULT_SEED}); the real images do not "
                           "depend on it: N of each split for the checkpoint's data seed (the digits: the first N "
                           "drawn)")
+    sampling.add_argument("--per-pair", default=None, type=int_at_least(1, MAX_PER_PAIR), metavar="K",
+                          help="text-conditioned checkpoints (train.py --captions): images of each seen digit × "
+                          f"attribute pair, each with its own phrasing (default: {DEFAULT_PER_PAIR}); each held-out "
+                          f"pair gets {HELD_OUT_REPEATS}×K")
     sampling.add_argument("--no-ema", action="store_true",
                           help="sample with the trained weights as they are rather than their EMA")
 
@@ -240,6 +270,7 @@ class Source:
     labels: torch.Tensor | None = None
     guidance_scale: float | None = None
     details: dict = field(default_factory=dict)
+    prompts: list[Prompt] | None = None  # a text-conditioned checkpoint's evaluation prompts, one per image
 
 
 def check_dataset(name: object, where: str) -> str:
@@ -268,14 +299,19 @@ def open_checkpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             f"argument --checkpoint: {path} was trained with --task {config['task']}: it restores images rather "
             "than generating them; evaluate a model trained without --task"
         )
-    if config.get("captions"):
-        raise EvaluateError(
-            f"argument --checkpoint: {path} is a text-conditioned model (train.py --captions): measuring how well "
-            "its samples follow their prompts is not here yet; draw some with sample.py --prompt"
-        )
     dataset = check_dataset(config.get("dataset"), f"argument --checkpoint: {path}")
     num_classes = checkpoint["model_config"].get("num_classes") or 0
-    if not num_classes:
+    prompts, per_pair = None, None
+    if config.get("captions"):  # Phase 7: one image per evaluation prompt, judged against it
+        if args.num_samples is not None:
+            parser.error(f"argument --num-samples: {path} is text-conditioned (train.py --captions): it draws "
+                         "--per-pair images of every digit × attribute prompt instead; drop --num-samples")
+        per_pair = args.per_pair or DEFAULT_PER_PAIR
+        prompts = adherence.prompt_set(dataset, per_pair, per_pair * HELD_OUT_REPEATS, PROMPT_SEED)
+    elif args.per_pair is not None:
+        parser.error("argument --per-pair: for text-conditioned checkpoints (train.py --captions) only; use "
+                     "--num-samples")
+    if not num_classes and prompts is None:
         for name in ("guidance_scale", "sweep"):
             if getattr(args, name) is not None:
                 parser.error(f"argument {flag(name)}: the checkpoint's model is unconditional (trained without "
@@ -290,16 +326,18 @@ def open_checkpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                    prediction=config["prediction"], clip_x0=not latent)
     return Source(
         kind="checkpoint", path=path, dataset=dataset,
-        image_size=DATASETS[dataset].image_size if latent else config["image_size"],
+        # decoded latents and text-conditioned samples are measured at the dataset's own size
+        image_size=DATASETS[dataset].image_size if latent or prompts is not None else config["image_size"],
         channels=image_shape(checkpoint)[0], num_classes=num_classes,
         data_dir=config.get("data_dir") or "data", data_seed=int(config.get("seed") or 0),
-        num_samples=args.num_samples or DEFAULT_NUM_SAMPLES, checkpoint=checkpoint,
+        num_samples=len(prompts) if prompts is not None else args.num_samples or DEFAULT_NUM_SAMPLES,
+        checkpoint=checkpoint, prompts=prompts,
         guidance_scale=(DEFAULT_GUIDANCE_SCALE if args.guidance_scale is None else args.guidance_scale)
-        if num_classes else None,
+        if num_classes or prompts is not None else None,
         details={"checkpoint": str(path), "train_step": checkpoint.get("step"), "sampling": options,
                  "seed": DEFAULT_SEED if args.seed is None else args.seed,
                  "batch_size": args.batch_size or DEFAULT_BATCH_SIZE, "weights": "raw" if args.no_ema else "ema",
-                 "impl": args.impl, "device": str(args.device)},
+                 "impl": args.impl, "device": str(args.device), **({"per_pair": per_pair} if prompts else {})},
     )
 
 
@@ -471,6 +509,15 @@ class Sampler:
             raise EvaluateError(f"argument --checkpoint: {error}") from None
         count = source.num_samples
         self.labels = cycled_labels(list(range(source.num_classes)), count) if source.num_classes else None
+        self.tokens, self.text_module = None, None
+        if source.prompts is not None:  # Phase 7: each image's prompt, in the checkpoint's own tokens
+            self.text_module = import_impl("text", args.impl)
+            try:
+                tokenizer = Tokenizer.from_dict(source.checkpoint["config"]["text"]["tokenizer"])
+                self.tokens = tokenizer.encode([prompt.text for prompt in source.prompts])
+            except (KeyError, TypeError, ValueError) as error:
+                raise EvaluateError(f"argument --checkpoint: {source.path}: its tokenizer cannot encode the "
+                                    f"evaluation prompts ({one_line(error)})") from None
         self.seconds = 0.0
 
     def draw(self, guidance_scale: float | None) -> torch.Tensor:
@@ -485,7 +532,7 @@ class Sampler:
                 source.num_samples, details["batch_size"], details["sampling"], generator,
                 progress=sys.stderr.isatty(), labels=self.labels,
                 guidance_scale=DEFAULT_GUIDANCE_SCALE if guidance_scale is None else guidance_scale,
-                space=self.space,
+                space=self.space, tokens=self.tokens, text_module=self.text_module,
             )
         if images.shape[-1] != source.image_size:  # decoded latents: back to the dataset's own size
             images = torch.nn.functional.interpolate(images, size=(source.image_size,) * 2, mode="bilinear",
@@ -714,6 +761,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     classifier_seconds = time.perf_counter() - phase
     print(f"classifier: {classifier_path} (test accuracy {record['test_accuracy']:.2%} on {record['test_images']} "
           f"{source.dataset} test images; {classifier.config['feature_dim']} features)")
+    if source.prompts is not None:
+        return run_prompts(args, source, sampler, classifier, (classifier_path, record), data_dir, out, started)
 
     phase = time.perf_counter()
     reference = reference_set(classifier, source, data_dir, args.download, args.knn, args.device)
@@ -789,6 +838,164 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print("\n" + sweep_markdown(metrics).split("\n\n", 2)[2].rstrip())
     print(f"\ntook {metrics['seconds']['total']:.0f} s (sampling {metrics['seconds']['sampling']:.0f} s); wrote "
           + ", ".join(str(path) for path in written))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Phase 7: prompt adherence of a text-conditioned checkpoint
+# ---------------------------------------------------------------------------
+
+#: Real test images whose attributes give the floor of the adherence rules.
+FLOOR_IMAGES = 5000
+#: How the report names each attribute kind's row.
+KIND_ROWS = {"stroke": "stroke (thin, bold)", "slant": "slant (left, upright, right)", "colour": "colour"}
+
+
+def real_floor(args: argparse.Namespace, source: Source, classifier: FeatureClassifier,
+               rule: adherence.StrokeRule, data_dir: str) -> dict:
+    """The adherence rules on real test images, each asked for the attributes it has (adherence.summarise)."""
+    count = min(FLOOR_IMAGES, cli.MAX_TEST_IMAGES)
+    attributes, _, _ = captions.caption_attributes(source.dataset, split="test", seed=source.data_seed,
+                                                   num_images=count, data_dir=data_dir)
+    images, _ = real_images(source.dataset, "test", replace(source, num_samples=count), data_dir, args.download)
+    _, predicted = classify(classifier, images, args.device)
+    indices, asked = adherence.real_requests(attributes)
+    return adherence.summarise(asked, adherence.judge(images[indices], asked, predicted[indices], rule))
+
+
+def adherence_table(summary: dict, floor: dict | None = None) -> list[tuple[str, ...]]:
+    """Rows (what, seen, held-out[, real test images]) of one guidance scale's summary."""
+    groups = [summary["seen"], summary["held_out"]] + ([floor["seen"], floor["held_out"]] if floor else [])
+
+    def cells(pick) -> tuple[str, ...]:
+        return tuple(percent(pick(group)) for group in groups)
+
+    rows = [("digit (classifier)", *cells(lambda group: group["digit"]))]
+    for kind in adherence.KINDS:
+        if kind in summary["seen"]["by_kind"]:
+            rows.append((KIND_ROWS[kind], *cells(lambda group: group["by_kind"].get(kind, {}).get("attribute"))))
+    rows.append(("digit and attribute", *cells(lambda group: group["both"])))
+    rows.append(("images", *(str(group["count"]) for group in groups)))
+    return rows
+
+
+def adherence_header(floor: bool) -> tuple[str, ...]:
+    return ("", "seen pairs", "held-out pairs") + (("real: seen", "real: held-out") if floor else ())
+
+
+def aligned(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) if column == 0 else cell.rjust(width)
+                               for column, (cell, width) in enumerate(zip(row, widths))) for row in rows)
+
+
+def markdown_table(rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|---" + "|---:" * (len(rows[0]) - 1) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
+
+
+def held_out_lines(summary: dict) -> list[tuple[str, ...]]:
+    """Each held-out pair beside the seen pairs that ask for the same attribute value (other digits)."""
+    rows = [("held-out pair", "digit", "attribute", "both", "same value, seen digits: both")]
+    for pair in summary["pairs"]:
+        if not pair["held_out"]:
+            continue
+        same = [other for other in summary["pairs"] if not other["held_out"] and other["kind"] == pair["kind"]
+                and other["value"] == pair["value"]]
+        seen_both = sum(other["both"] * other["count"] for other in same) / max(1, sum(o["count"] for o in same))
+        rows.append((f"{pair['value']} {pair['asked_digit']} ({pair['kind']})", percent(pair["digit"]),
+                     percent(pair["attribute"]), percent(pair["both"]), percent(seen_both) if same else "—"))
+    return rows
+
+
+def sweep_rows(sweep: list[dict]) -> list[tuple[str, ...]]:
+    """One row per guidance scale: the digit over all images, each attribute and both on seen pairs, both on held-out."""
+    kinds = [kind for kind in adherence.KINDS if kind in sweep[0]["adherence"]["seen"]["by_kind"]]
+    rows = [("w", "digit: all", *(f"{kind}: seen" for kind in kinds), "both: seen", "both: held-out")]
+    for entry in sweep:
+        seen, held = entry["adherence"]["seen"], entry["adherence"]["held_out"]
+        rows.append((f"{entry['guidance_scale']:g}", percent(adherence.overall_digit(entry["adherence"])),
+                     *(percent(seen["by_kind"][kind]["attribute"]) for kind in kinds),
+                     percent(seen["both"]), percent(held["both"])))
+    return rows
+
+
+def adherence_markdown(metrics: dict) -> str:
+    """adherence.md: the settings, the main table, the held-out pairs, the sweep, every pair."""
+    source, sampling = metrics["source"], metrics["source"]["sampling"]
+    summary = metrics["adherence"]
+    lines = [
+        f"## Prompt adherence: {source['checkpoint']}",
+        "",
+        f"{metrics['num_samples']} images at guidance scale w = {metrics['guidance_scale']:g}: {metrics['per_pair']} "
+        f"per seen digit × attribute pair and {metrics['held_out_per_pair']} per held-out pair, each with its own "
+        f"phrasing; {sampling['sampler']} with {sampling['num_steps']} steps, seed {source['seed']}. The digit by the "
+        f"{metrics['dataset']} classifier (test accuracy {metrics['classifier']['test_accuracy']:.2%}); the stroke, "
+        "slant and colour by the measurements of provided/captions.py (provided/adherence.py). The real columns: "
+        f"the same rules on {metrics['floor_images']} real test images, each asked for the attributes it has.",
+        "",
+        markdown_table([adherence_header(True)] + adherence_table(summary, metrics["floor"])),
+        "",
+        markdown_table(held_out_lines(summary)),
+    ]
+    if metrics["sweep"] is not None:
+        lines += ["", "### Guidance sweep", "", markdown_table(sweep_rows(metrics["sweep"]))]
+    rows = [("pair", "held out", "images", "digit", "attribute", "both")]
+    for pair in summary["pairs"]:
+        rows.append((f"{pair['value']} {pair['asked_digit']} ({pair['kind']})", "yes" if pair["held_out"] else "",
+                     str(pair["count"]), percent(pair["digit"]), percent(pair["attribute"]), percent(pair["both"])))
+    lines += ["", "### Every pair", "", markdown_table(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def run_prompts(args: argparse.Namespace, source: Source, sampler: "Sampler", classifier: FeatureClassifier,
+                classifier_file: tuple[Path, dict], data_dir: str, out: Path, started: float) -> int:
+    """Phase 7: sample each evaluation prompt, judge each image against its prompt, write and print the report."""
+    classifier_path, record = classifier_file
+    rule = adherence.stroke_rule(source.dataset, seed=source.data_seed, data_dir=data_dir)
+    floor = real_floor(args, source, classifier, rule, data_dir)
+    asked = [prompt.attributes for prompt in source.prompts]
+    scales = [source.guidance_scale] + [w for w in (args.sweep or ()) if w != source.guidance_scale]
+    results, main_images = {}, None
+    for w in scales:
+        print(f"sampling {len(asked)} prompted images at guidance scale w = {w:g} "
+              f"({source.details['sampling']['sampler']}, {source.details['sampling']['num_steps']} steps) …",
+              flush=True)
+        images = to_unit(sampler.draw(w))
+        _, predicted = classify(classifier, images, args.device)
+        results[w] = adherence.summarise(asked, adherence.judge(images, asked, predicted, rule))
+        main_images = images if w == source.guidance_scale else main_images
+    per_pair = source.details["per_pair"]
+    metrics = {
+        "format": METRICS_FORMAT, "version": METRICS_VERSION, "kind": "prompt adherence",
+        "dataset": source.dataset, "image_size": source.image_size, "num_samples": len(asked),
+        "per_pair": per_pair, "held_out_per_pair": per_pair * HELD_OUT_REPEATS,
+        "guidance_scale": source.guidance_scale, "adherence": results[source.guidance_scale],
+        "floor": floor, "floor_images": min(FLOOR_IMAGES, cli.MAX_TEST_IMAGES), "stroke_rule": rule.to_dict(),
+        "prompts": [{"text": prompt.text, "held_out": prompt.held_out, **prompt.attributes} for prompt in source.prompts],
+        "classifier": {"path": str(classifier_path), "test_accuracy": record["test_accuracy"],
+                       "test_images": record["test_images"]},
+        "sweep": None if args.sweep is None else [
+            {"guidance_scale": w, "adherence": results[w]} for w in sorted(args.sweep)],
+        "source": {"kind": source.kind, "data_dir": str(data_dir), "data_seed": source.data_seed, **source.details},
+    }
+    order, row_names = adherence.grid_order(asked)
+    write_grid(main_images[order] * 2 - 1, out / "samples.png", nrow=10)
+    atomic_write(out / "adherence.md", lambda handle: handle.write(adherence_markdown(metrics).encode()))
+    metrics["seconds"] = {"sampling": sampler.seconds, "total": time.perf_counter() - started}
+    write_json(out / "metrics.json", metrics)
+
+    print(f"\nprompt adherence of {source.path} (step {source.details['train_step']}, {source.details['weights']} "
+          f"weights) at w = {source.guidance_scale:g}: {len(asked)} images, {per_pair} per seen pair and "
+          f"{per_pair * HELD_OUT_REPEATS} per held-out pair; real: the same rules on real test images")
+    print(aligned([adherence_header(True)] + adherence_table(results[source.guidance_scale], floor)))
+    print("\n" + aligned(held_out_lines(results[source.guidance_scale])))
+    if metrics["sweep"] is not None:
+        print("\nguidance sweep:\n" + aligned(sweep_rows(metrics["sweep"])))
+    print(f"\nsamples.png: one image per pair, a row per attribute value ({', '.join(row_names)}), a column per "
+          f"digit 0–9 (held-out cells included)")
+    print(f"took {metrics['seconds']['total']:.0f} s (sampling {sampler.seconds:.0f} s); wrote "
+          f"{out / 'metrics.json'}, {out / 'adherence.md'}, {out / 'samples.png'}")
     return 0
 
 

@@ -212,14 +212,6 @@ def test_prompt_is_refused_for_a_model_without_text(data_dir, tmp_path, capsys):
         in capsys.readouterr().err
 
 
-def test_evaluate_py_says_prompt_adherence_is_not_measured_yet(text_run, capsys):
-    from provided.evaluation import main as evaluate
-
-    assert evaluate(["--impl", "solutions", "--checkpoint", str(text_run), "--num-samples", "4"]) == 1
-    error = capsys.readouterr().err
-    assert "text-conditioned model (train.py --captions)" in error and "Traceback" not in error
-
-
 def test_held_out_images_never_reach_a_batch_and_each_image_has_its_caption(recorded, captioned):
     images, tokens, keep = captioned
     index_of = {images[i].numpy().tobytes(): i for i in range(len(images))}
