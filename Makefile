@@ -2,7 +2,8 @@
 #   make demo   set up, then show the reference at work: Phase 1 pictures, ~5 min of training
 #               on the CPU, then DDIM and DDPM samples and a GIF of the reverse process (runs/demo/),
 #               then ~2 min of class-conditional training and a guidance grid (runs/demo-cfg/), then
-#               Phase 6: an autoencoder (runs/demo-ae/) and ~1 min of latent diffusion (runs/demo-latent/)
+#               Phase 6: an autoencoder (runs/demo-ae/) and ~1 min of latent diffusion (runs/demo-latent/),
+#               then Phase 7: ~3 min of text-to-image on those latents and prompted samples (runs/demo-text/)
 #   make test   set up, then run the whole test suite on the reference (and the notebooks, with nbval)
 # Others:
 #   make grade [PHASE=1]   grade your own files (points per phase, one reason per failing check)
@@ -12,11 +13,11 @@
 #                          replay the reference's recorded answers; README, "For instructors")
 #   make autograder        instructors: Gradescope's autograder zip (dist/autograder.zip; README, "For
 #                          instructors"); EXTRA_CHECKS=path adds your own hidden checks
-#   make eval              measure the demo models' samples, with a guidance sweep (evaluate.py; after
-#                          make demo)
-#   make bench             every benchmark, one markdown table (about 45 min; runs/bench/report.md):
+#   make eval              measure the demo models' samples, with a guidance sweep and the text model's prompt
+#                          adherence (evaluate.py; after make demo)
+#   make bench             every benchmark, one markdown table (about an hour; runs/bench/report.md):
 #                          U-Net and sampling speed, grading and make test wall time, time to quality,
-#                          latent diffusion (Phase 6)
+#                          latent diffusion (Phase 6), text-to-image (Phase 7)
 #   make setup | clean
 
 PYTHON ?= python3
@@ -60,6 +61,13 @@ DEMO_LATENT_TRAIN := --impl $(REFERENCE) --dataset digits --autoencoder runs/dem
 	--out runs/demo-latent --overwrite --steps 500 --batch-size 64 --lr 2e-3 --warmup-steps 100 --schedule cosine \
 	--prediction v --ema-decay 0.999 --channels-last --sample-every 0 --time-limit 1.5
 
+# Phase 7 in the demo: a text-conditioned U-Net on the latents of the demo's autoencoder (the small Stable
+# Diffusion) for about three minutes; its captions are the digits' true captions (provided/captions.py).
+DEMO_TEXT_TRAIN := --impl $(REFERENCE) --dataset digits --autoencoder runs/demo-ae/last.pt --captions --attention-levels 1,2 \
+	--out runs/demo-text --overwrite --steps 800 --batch-size 64 --lr 2e-3 --warmup-steps 100 --schedule cosine \
+	--prediction v --ema-decay 0.999 --channels-last --sample-every 0 --time-limit 3
+DEMO_PROMPTS := --prompt "a bold seven" --prompt "a thin 2" --prompt "a 4 leaning right" --prompt "the digit three"
+
 # The sampling half: 64 digits with DDIM (50 steps) and the reverse process as a GIF, then 16
 # with DDPM over all 1000 steps (20× more network calls: about half a minute on two cores), then
 # one row per class of the class-conditional model at guidance scales w = 0, 1, 3 and 5.
@@ -75,6 +83,9 @@ demo: setup
 	$(PY) train.py $(DEMO_LATENT_TRAIN)
 	$(PY) sample.py --impl $(REFERENCE) --checkpoint runs/demo-latent/last.pt --guidance-grid 0,1,3,5 \
 		--out runs/demo-latent/guidance_grid.png
+	$(PY) train.py $(DEMO_TEXT_TRAIN)
+	$(PY) sample.py --impl $(REFERENCE) --checkpoint runs/demo-text/last.pt $(DEMO_PROMPTS) --guidance-grid 0,1,3,5 \
+		--out runs/demo-text/guidance_grid.png
 
 # The repository: every test on the reference, and the notebooks. A student release: the checks on
 # your files (its tests are the checks).
@@ -110,6 +121,7 @@ eval: setup
 	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo-cfg/last.pt --num-samples 500 --sweep 0,1,3,5
 	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo-ae/last.pt --num-samples 500
 	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo-latent/last.pt --num-samples 500
+	$(PY) evaluate.py --impl $(REFERENCE) --checkpoint runs/demo-text/last.pt --per-pair 4
 
 bench: setup
 	$(PY) -m tools.benchmarks.run_all --out runs/bench/report.md

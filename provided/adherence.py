@@ -37,6 +37,7 @@ import torch
 
 from . import captions
 from .captions import COLOURS, HELD_OUT, SLANTS, STROKES, HeldOutPair, Prompt
+from .image_data import resize_images
 
 #: The attribute kinds of the evaluation prompts, in the order of the report.
 KINDS = ("stroke", "slant", "colour")
@@ -72,12 +73,19 @@ class StrokeRule:
         return {"thin_median": self.thin.tolist(), "bold_median": self.bold.tolist()}
 
 
-def stroke_rule(name: str, *, seed: int = 0, data_dir: str | Path = "data",
-                num_images: int = RULE_IMAGES) -> StrokeRule:
-    """The :class:`StrokeRule` of the first ``num_images`` training digits of ``name`` (seed ``seed``)."""
+def stroke_rule(name: str, *, seed: int = 0, data_dir: str | Path = "data", num_images: int = RULE_IMAGES,
+                image_size: int | None = None) -> StrokeRule:
+    """The :class:`StrokeRule` of the first ``num_images`` training digits of ``name`` (seed ``seed``).
+
+    ``image_size``: measure the digits resized to it, as the model to judge saw them (a latent model's
+    autoencoder works at 32×32): resizing blurs the strokes, so widths compare only at one size.
+    """
     attributes, images, _ = captions.caption_attributes(name, split="train", seed=seed, num_images=num_images,
                                                         data_dir=data_dir)
-    widths = captions.stroke_width(images)  # the grey ink: what ink() recovers from an RGB image
+    images = images.float() / 255.0  # the grey ink: what ink() recovers from an RGB image
+    if image_size is not None:
+        images = resize_images(images, image_size)
+    widths = captions.stroke_width(images)
     medians = {}
     for value in ASKED_STROKES:
         chosen = attributes["stroke"] == STROKES.index(value)
@@ -153,7 +161,7 @@ def _rates(digit: torch.Tensor, attribute: torch.Tensor) -> dict:
 def summarise(asked: Sequence[dict], verdicts: dict) -> dict:
     """The fractions followed, by group (seen, held-out) and attribute kind, and pair by pair.
 
-    Returns ``{"seen": G, "held_out": G, "pairs": [...]}`` where each G holds the
+    Returns ``{"seen": G, "held_out": G, "all": G, "pairs": [...]}`` where each G holds the
     rates of all its images (``count``, ``digit``, ``attribute``, ``both``) and
     ``by_kind`` the same per attribute kind; each pair entry names its ``kind``,
     ``asked_digit``, ``value`` and ``held_out`` beside its rates.
@@ -162,7 +170,7 @@ def summarise(asked: Sequence[dict], verdicts: dict) -> dict:
     kinds = [asked_kind(attributes) for attributes in asked]
     held = torch.tensor([is_held_out(attributes) for attributes in asked], dtype=torch.bool)
     summary = {}
-    for group, chosen in (("seen", ~held), ("held_out", held)):
+    for group, chosen in (("seen", ~held), ("held_out", held), ("all", torch.ones_like(held))):
         by_kind = {}
         for kind in KINDS:
             of_kind = chosen & torch.tensor([k == kind for k in kinds], dtype=torch.bool)
@@ -224,12 +232,3 @@ def grid_order(asked: Sequence[dict]) -> tuple[list[int], list[str]]:
     rows = list(dict.fromkeys((kind, value) for kind, value, _ in first))
     order = [first[(kind, value, digit)] for kind, value in rows for digit in range(10) if (kind, value, digit) in first]
     return order, [f"{value} ({kind})" for kind, value in rows]
-
-
-def overall_digit(summary: dict) -> float | None:
-    """The digit accuracy over all images of a :func:`summarise` result, seen and held-out together."""
-    seen, held = summary["seen"], summary["held_out"]
-    count = seen["count"] + held["count"]
-    if count == 0:
-        return None
-    return sum(group["digit"] * group["count"] for group in (seen, held) if group["count"]) / count

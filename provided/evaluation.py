@@ -73,7 +73,7 @@ from . import adherence, captions
 from .captions import Prompt, Tokenizer
 from .files import UnreadableFile, atomic_write, read_torch_file, write_json
 from .latent_space import LatentError, load_autoencoder, measure_statistics, reconstruction_rows
-from .image_data import DATASETS, DatasetUnavailable, labelled_datasets, make_dataset
+from .image_data import DATASETS, DatasetUnavailable, labelled_datasets, make_dataset, resize_images
 from .sampling import (
     SampleError,
     check_finite,
@@ -326,8 +326,9 @@ def open_checkpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                    prediction=config["prediction"], clip_x0=not latent)
     return Source(
         kind="checkpoint", path=path, dataset=dataset,
-        # decoded latents and text-conditioned samples are measured at the dataset's own size
-        image_size=DATASETS[dataset].image_size if latent or prompts is not None else config["image_size"],
+        # decoded latents are measured at the dataset's own size; text-conditioned samples at the model's, where
+        # the strokes are not blurred by one more resizing (run_prompts resizes them for the classifier only)
+        image_size=config["image_size"] if prompts is not None or not latent else DATASETS[dataset].image_size,
         channels=image_shape(checkpoint)[0], num_classes=num_classes,
         data_dir=config.get("data_dir") or "data", data_seed=int(config.get("seed") or 0),
         num_samples=len(prompts) if prompts is not None else args.num_samples or DEFAULT_NUM_SAMPLES,
@@ -851,21 +852,42 @@ FLOOR_IMAGES = 5000
 KIND_ROWS = {"stroke": "stroke (thin, bold)", "slant": "slant (left, upright, right)", "colour": "colour"}
 
 
-def real_floor(args: argparse.Namespace, source: Source, classifier: FeatureClassifier,
-               rule: adherence.StrokeRule, data_dir: str) -> dict:
-    """The adherence rules on real test images, each asked for the attributes it has (adherence.summarise)."""
+def judged(images: torch.Tensor, asked: list[dict], classifier: FeatureClassifier, rule: adherence.StrokeRule,
+           source: Source, device: torch.device) -> dict:
+    """adherence.judge of images in [0, 1] at the model's size; the classifier sees them at the dataset's own."""
+    for_classifier = resize_images(images, DATASETS[source.dataset].image_size)
+    _, predicted = classify(classifier, for_classifier, device)
+    return adherence.judge(images, asked, predicted, rule)
+
+
+def real_floors(args: argparse.Namespace, source: Source, classifier: FeatureClassifier, rule: adherence.StrokeRule,
+                data_dir: str, space) -> dict:
+    """The adherence rules on real test images asked for the attributes they have (adherence.summarise's "all"),
+    and for a latent model on the same images through its autoencoder (what decoding alone leaves)."""
     count = min(FLOOR_IMAGES, cli.MAX_TEST_IMAGES)
     attributes, _, _ = captions.caption_attributes(source.dataset, split="test", seed=source.data_seed,
                                                    num_images=count, data_dir=data_dir)
     images, _ = real_images(source.dataset, "test", replace(source, num_samples=count), data_dir, args.download)
-    _, predicted = classify(classifier, images, args.device)
     indices, asked = adherence.real_requests(attributes)
-    return adherence.summarise(asked, adherence.judge(images[indices], asked, predicted[indices], rule))
+    images = images[indices]
+    floors = {"real": adherence.summarise(asked, judged(images, asked, classifier, rule, source, args.device))["all"]}
+    if space is not None:
+        decoded = []
+        with torch.inference_mode():
+            for start in range(0, len(images), DEFAULT_BATCH_SIZE):
+                batch = images[start:start + DEFAULT_BATCH_SIZE].to(args.device) * 2 - 1
+                decoded.append(to_unit(space.decode(space.encode(batch, None)).float().cpu()))
+        floors["autoencoded"] = adherence.summarise(
+            asked, judged(torch.cat(decoded), asked, classifier, rule, source, args.device))["all"]
+    return floors
 
 
-def adherence_table(summary: dict, floor: dict | None = None) -> list[tuple[str, ...]]:
-    """Rows (what, seen, held-out[, real test images]) of one guidance scale's summary."""
-    groups = [summary["seen"], summary["held_out"]] + ([floor["seen"], floor["held_out"]] if floor else [])
+FLOOR_NAMES = {"real": "real digits", "autoencoded": "real, autoencoded"}
+
+
+def adherence_table(summary: dict, floors: dict) -> list[tuple[str, ...]]:
+    """Rows (what, seen, held-out, then each floor) of one guidance scale's summary."""
+    groups = [summary["seen"], summary["held_out"], *floors.values()]
 
     def cells(pick) -> tuple[str, ...]:
         return tuple(percent(pick(group)) for group in groups)
@@ -879,8 +901,8 @@ def adherence_table(summary: dict, floor: dict | None = None) -> list[tuple[str,
     return rows
 
 
-def adherence_header(floor: bool) -> tuple[str, ...]:
-    return ("", "seen pairs", "held-out pairs") + (("real: seen", "real: held-out") if floor else ())
+def adherence_header(floors: dict) -> tuple[str, ...]:
+    return ("", "seen pairs", "held-out pairs", *(FLOOR_NAMES[name] for name in floors))
 
 
 def aligned(rows: list[tuple[str, ...]]) -> str:
@@ -914,7 +936,7 @@ def sweep_rows(sweep: list[dict]) -> list[tuple[str, ...]]:
     rows = [("w", "digit: all", *(f"{kind}: seen" for kind in kinds), "both: seen", "both: held-out")]
     for entry in sweep:
         seen, held = entry["adherence"]["seen"], entry["adherence"]["held_out"]
-        rows.append((f"{entry['guidance_scale']:g}", percent(adherence.overall_digit(entry["adherence"])),
+        rows.append((f"{entry['guidance_scale']:g}", percent(entry["adherence"]["all"]["digit"]),
                      *(percent(seen["by_kind"][kind]["attribute"]) for kind in kinds),
                      percent(seen["both"]), percent(held["both"])))
     return rows
@@ -931,10 +953,13 @@ def adherence_markdown(metrics: dict) -> str:
         f"per seen digit × attribute pair and {metrics['held_out_per_pair']} per held-out pair, each with its own "
         f"phrasing; {sampling['sampler']} with {sampling['num_steps']} steps, seed {source['seed']}. The digit by the "
         f"{metrics['dataset']} classifier (test accuracy {metrics['classifier']['test_accuracy']:.2%}); the stroke, "
-        "slant and colour by the measurements of provided/captions.py (provided/adherence.py). The real columns: "
-        f"the same rules on {metrics['floor_images']} real test images, each asked for the attributes it has.",
+        f"slant and colour by the measurements of provided/captions.py (provided/adherence.py), on "
+        f"{metrics['image_size']}×{metrics['image_size']} images. Real digits: the same rules on real test images "
+        f"(the first {metrics['floor_images']}), each asked for the attributes it has"
+        + ("; autoencoded: the same images through the model's autoencoder." if "autoencoded" in metrics["floor"]
+           else "."),
         "",
-        markdown_table([adherence_header(True)] + adherence_table(summary, metrics["floor"])),
+        markdown_table([adherence_header(metrics["floor"])] + adherence_table(summary, metrics["floor"])),
         "",
         markdown_table(held_out_lines(summary)),
     ]
@@ -952,8 +977,9 @@ def run_prompts(args: argparse.Namespace, source: Source, sampler: "Sampler", cl
                 classifier_file: tuple[Path, dict], data_dir: str, out: Path, started: float) -> int:
     """Phase 7: sample each evaluation prompt, judge each image against its prompt, write and print the report."""
     classifier_path, record = classifier_file
-    rule = adherence.stroke_rule(source.dataset, seed=source.data_seed, data_dir=data_dir)
-    floor = real_floor(args, source, classifier, rule, data_dir)
+    rule = adherence.stroke_rule(source.dataset, seed=source.data_seed, data_dir=data_dir,
+                                 image_size=source.image_size)
+    floor = real_floors(args, source, classifier, rule, data_dir, sampler.space)
     asked = [prompt.attributes for prompt in source.prompts]
     scales = [source.guidance_scale] + [w for w in (args.sweep or ()) if w != source.guidance_scale]
     results, main_images = {}, None
@@ -962,8 +988,7 @@ def run_prompts(args: argparse.Namespace, source: Source, sampler: "Sampler", cl
               f"({source.details['sampling']['sampler']}, {source.details['sampling']['num_steps']} steps) …",
               flush=True)
         images = to_unit(sampler.draw(w))
-        _, predicted = classify(classifier, images, args.device)
-        results[w] = adherence.summarise(asked, adherence.judge(images, asked, predicted, rule))
+        results[w] = adherence.summarise(asked, judged(images, asked, classifier, rule, source, args.device))
         main_images = images if w == source.guidance_scale else main_images
     per_pair = source.details["per_pair"]
     metrics = {
@@ -987,8 +1012,9 @@ def run_prompts(args: argparse.Namespace, source: Source, sampler: "Sampler", cl
 
     print(f"\nprompt adherence of {source.path} (step {source.details['train_step']}, {source.details['weights']} "
           f"weights) at w = {source.guidance_scale:g}: {len(asked)} images, {per_pair} per seen pair and "
-          f"{per_pair * HELD_OUT_REPEATS} per held-out pair; real: the same rules on real test images")
-    print(aligned([adherence_header(True)] + adherence_table(results[source.guidance_scale], floor)))
+          f"{per_pair * HELD_OUT_REPEATS} per held-out pair; real digits: the same rules on real test images"
+          + ("; autoencoded: through the model's autoencoder" if "autoencoded" in floor else ""))
+    print(aligned([adherence_header(floor)] + adherence_table(results[source.guidance_scale], floor)))
     print("\n" + aligned(held_out_lines(results[source.guidance_scale])))
     if metrics["sweep"] is not None:
         print("\nguidance sweep:\n" + aligned(sweep_rows(metrics["sweep"])))

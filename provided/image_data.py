@@ -501,12 +501,17 @@ def _digit_colours(num_images: int, seed: int, split: str) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 
 
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (N, C, H, W) images in [0, 1] to (N, C, size, size) with antialiasing, as the datasets serve them."""
+    if images.shape[-2:] == (size, size):
+        return images
+    resized = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized.clamp_(0, 1)
+
+
 def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
     """Resize one (C, H, W) image in [0, 1] to (C, size, size) with antialiasing."""
-    if image.shape[-2:] == (size, size):
-        return image
-    resized = F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return resized[0].clamp_(0, 1)
+    return resize_images(image[None], size)[0]
 
 
 class TensorImageDataset(Dataset):

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tools.benchmarks.run_all import (
     Finished,
@@ -31,6 +32,7 @@ from tools.benchmarks.run_all import (
     time_to_quality_row,
     unet_row,
 )
+
 from provided.classifier import default_classifier_path, save_classifier, train_on_dataset
 
 TINY_UNET = "--baseline standin --batch-size 4 --steps 1 --warmup 0"
@@ -174,7 +176,7 @@ def test_durations_and_the_table_read_well():
     [
         (["--only", "unet,speed"], "argument --only: unknown section speed; choose among unet, sampling, grading"),
         (["--skip", ""], "argument --skip: unknown section ''"),
-        (["--skip", "unet,sampling,grading,make-test,quality,latent"], "argument --skip: nothing left to run"),
+        (["--skip", "unet,sampling,grading,make-test,quality,latent,text"], "argument --skip: nothing left to run"),
         (["--only", "unet", "--skip", "quality"], "not allowed with argument"),
         (["--target-accuracy", "0"], "argument --target-accuracy: must be a number in (0, 1]; got '0'"),
         (["--target-accuracy", "1.5"], "argument --target-accuracy: must be a number in (0, 1]; got '1.5'"),
@@ -205,7 +207,7 @@ def test_out_and_work_must_be_a_file_and_a_folder(tmp_path, capsys):
 
 def test_sections_run_in_their_fixed_order():
     assert parse_args(["--only", "quality,unet"]).sections == ("unet", "quality")
-    assert parse_args(["--skip", "make-test"]).sections == ("unet", "sampling", "grading", "quality", "latent")
+    assert parse_args(["--skip", "make-test"]).sections == ("unet", "sampling", "grading", "quality", "latent", "text")
 
 
 # ---------------------------------------------------------------------------
@@ -305,3 +307,34 @@ def test_the_latent_section_reports_cost_autoencoder_and_quality_against_pixels(
     assert latent_row[3] == f"FD {latent['frechet_distance'] / pixel['frechet_distance']:.2f}× the pixel model's"
     assert latent["guidance_scale"] == 3.0 and latent["num_samples"] == 30
     assert latent_row[5] == "**NOT met**", "3 steps cannot reach 90% accuracy"
+
+
+@pytest.mark.timeout(600)  # two trainings, an evaluation and two sampling runs, each a process of its own
+def test_the_text_section_reports_adherence_held_out_pairs_and_sampling_speed(tmp_path, data_dir):
+    work = tmp_path / "work"
+    status, report = run([
+        "--only", "text", "--work", str(work), "--threads", "1", "--data-dir", str(data_dir),
+        "--text-args", "--num-images 128 --batch-size 16 --base-channels 8 --timesteps 100 --warmup-steps 1 "
+        "--statistics-images 32 --text-dim 16 --text-layers 1", "--text-ae-steps", "2", "--text-steps", "2",
+        "--text-per-pair", "1", "--text-sample-args", "--steps 2",
+    ])
+    assert status == 0, report
+    rows = table(report)
+    metrics = json.loads((work / "text_run" / "eval" / "metrics.json").read_text())
+    summary = metrics["adherence"]
+    assert metrics["kind"] == "prompt adherence" and metrics["guidance_scale"] == 3.0
+    adherence_row = next(cells for name, cells in rows.items() if name.startswith("prompt adherence after"))
+    assert adherence_row[1].startswith(f"digit {summary['all']['digit']:.1%}; stroke ")
+    assert f"slant {summary['seen']['by_kind']['slant']['attribute']:.1%}" in adherence_row[1]
+    assert adherence_row[5].startswith("**NOT met**"), "2 steps cannot reach 90% of digits"
+    assert set(metrics["floor"]) == {"real", "autoencoded"}  # a latent model: its autoencoder's floor too
+    autoencoded = metrics["floor"]["autoencoded"]
+    assert f"through the autoencoder: digit {autoencoded['digit']:.1%}" in adherence_row[2]
+    held = rows["held-out pairs against seen pairs (digit and attribute both followed)"]
+    assert held[3] == f"{100 * (summary['held_out']['both'] - summary['seen']['both']):+.1f} points"
+    speed = next(cells for name, cells in rows.items() if name.startswith("64 prompted images"))
+    guided = torch.load(work / "text_run" / "speed_w3.pt", map_location="cpu", weights_only=False)
+    plain = torch.load(work / "text_run" / "speed_w1.pt", map_location="cpu", weights_only=False)
+    assert guided["images"].shape[0] == 64 and len(set(guided["prompts"])) == 8
+    assert speed[1].startswith(f"{guided['seconds']:.1f} s") and speed[3] == f"{guided['seconds'] / plain['seconds']:.2f}×"
+    assert "## Prompt adherence" in report or "### Prompt adherence" in report

@@ -1,13 +1,13 @@
 """Run every benchmark of the repository and write one markdown table.
 
 Usage (from the repository root):
-    python -m tools.benchmarks.run_all                                # everything: about 45 minutes on two CPU cores
+    python -m tools.benchmarks.run_all                                # everything: about an hour on two CPU cores
     python -m tools.benchmarks.run_all --out runs/bench/report.md    # also write the report to a file
     python -m tools.benchmarks.run_all --only unet,sampling           # some sections only
     python -m tools.benchmarks.run_all --skip make-test               # all but some
     python -m tools.benchmarks.run_all --threads 1                    # one torch thread everywhere (busy machines)
 
-The six sections, each run in its own process(es) so that one cannot slow down or
+The seven sections, each run in its own process(es) so that one cannot slow down or
 break another, and each measured against a baseline from the same run where the
 question has one:
 
@@ -30,6 +30,11 @@ question has one:
   of the first of those two. The last checkpoint is then measured on more
   samples (``--final-samples``, 500): accuracy, Fréchet distance and its floor,
   precision and recall.
+* **text**: Phase 7. An autoencoder for ``--text-ae-minutes`` (3) and a text-conditioned
+  latent model (``train.py --captions --autoencoder``) for ``--text-minutes`` (7), so at most
+  10 minutes of training in all, on ``--text-dataset`` (digits); ``evaluate.py`` then measures
+  its prompt adherence at w = 3 (the digit, each attribute, held-out pairs against seen
+  ones), and ``sample.py`` times 64 prompted images with DDIM 50 at w = 3, against w = 1.
 * **latent**: Phase 6. The cost of a latent training step and sampling step against
   pixel space at the same U-Net width (``bench_latent.py``); the autoencoder trained
   for ``--latent-ae-minutes`` (4) and its reconstruction PSNR on 500 held-out digits
@@ -63,11 +68,12 @@ from pathlib import Path
 
 import torch
 
+from provided.adherence import KINDS
 from provided.cli import float_in, int_at_least
 from tools.benchmarks.bench_unet import load_average, machine_description
 
 #: The sections in the order they run (the cheapest first).
-SECTIONS = ("unet", "sampling", "grading", "make-test", "quality", "latent")
+SECTIONS = ("unet", "sampling", "grading", "make-test", "quality", "latent", "text")
 #: The issue's targets.
 TARGET_MINUTES_TO_QUALITY = 5.0
 TARGET_MAKE_TEST_MINUTES = 10.0
@@ -75,6 +81,17 @@ TARGET_MAKE_TEST_MINUTES = 10.0
 TARGET_AUTOENCODER_PSNR = 28.0
 TARGET_AUTOENCODER_MINUTES = 4.0
 TARGET_LATENT_MINUTES = 5.0
+#: Phase 7's targets: after at most TARGET_TEXT_MINUTES of training in all (autoencoder and text model), the
+#: digit of TARGET_TEXT_DIGIT of the prompted images and each attribute in TARGET_TEXT_ATTRIBUTE of them, the
+#: held-out pairs within TARGET_HELD_OUT_POINTS of the seen ones; 64 prompted images in TARGET_TEXT_SAMPLE_SECONDS.
+TARGET_TEXT_MINUTES = 10.0
+TARGET_TEXT_DIGIT = 0.9
+TARGET_TEXT_ATTRIBUTE = 0.85
+TARGET_HELD_OUT_POINTS = 10.0
+TARGET_TEXT_SAMPLE_SECONDS = 30.0
+#: The prompts of the sampling-speed row (eight, cycled over the 64 images).
+SPEED_PROMPTS = ("a bold seven", "a thin 2", "4, leaning left", "a 9 leaning right", "the digit three",
+                 "an upright 0", "a thick 5", "a slender 1")
 #: Guidance scale of the time-to-quality measurement.
 QUALITY_GUIDANCE = 3.0
 NOT_APPLICABLE = "—"
@@ -149,6 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)g)")
     latent.add_argument("--latent-steps", type=int_at_least(1), default=2000, metavar="N",
                         help="the latent model's train.py --steps (default: %(default)s)")
+
+    text = parser.add_argument_group("text (Phase 7)")
+    text.add_argument("--text-dataset", choices=("digits", "digits-rgb"), default="digits",
+                      help="the captioned digits to train on (digits-rgb adds colours; default: %(default)s)")
+    text.add_argument("--text-ae-minutes", type=float_in(0.0), default=3.0, metavar="MIN",
+                      help="minutes of autoencoder training (default: %(default)g)")
+    text.add_argument("--text-ae-steps", type=int_at_least(1), default=600, metavar="N",
+                      help="the autoencoder's train.py --steps (default: %(default)s)")
+    text.add_argument("--text-minutes", type=float_in(0.0), default=7.0, metavar="MIN",
+                      help="minutes of text-conditioned training (default: %(default)g)")
+    text.add_argument("--text-steps", type=int_at_least(1), default=2500, metavar="N",
+                      help="the text model's train.py --steps (default: %(default)s)")
+    text.add_argument("--text-per-pair", type=int_at_least(1), default=8, metavar="K",
+                      help="evaluate.py --per-pair: images per seen digit × attribute pair (default: %(default)s)")
+    text.add_argument("--text-args", type=flag_list, default=[], metavar="'FLAGS'",
+                      help="for the text section's two train.py runs, e.g. '--num-images 256'")
+    text.add_argument("--text-sample-args", type=flag_list, default=[], metavar="'FLAGS'",
+                      help="for the text section's evaluate.py and sample.py, e.g. '--steps 2'")
 
     extra = parser.add_argument_group("extra flags for the sub-commands (quick looks and tests)")
     extra.add_argument("--unet-args", type=flag_list, default=[], metavar="'FLAGS'",
@@ -609,6 +644,107 @@ def latent_cost_row(figures: dict) -> Row:
     )
 
 
+TEXT_RECIPE = ["--attention-levels", "1,2", "--batch-size", "64", "--lr", "2e-3", "--schedule", "cosine", "--prediction", "v",
+               "--ema-decay", "0.999", "--warmup-steps", "100"]
+
+
+def text_train(args: argparse.Namespace, name: str, flags: list[str], minutes: float, steps: int) -> tuple[Path, Finished]:
+    """``train.py`` on --text-dataset into ``--work``/``name`` for at most ``minutes`` (the text section's runs)."""
+    run = args.work / name
+    command = [
+        sys.executable, "train.py", "--impl", "solutions", "--dataset", args.text_dataset, "--data-dir",
+        args.data_dir, "--channels-last", "--out", str(run), "--overwrite", "--steps", str(steps),
+        "--time-limit", f"{minutes:g}", "--sample-every", "0", *flags, *args.text_args,
+    ]
+    return run, run_logged(command, args.work / f"{name}.log", args.threads)
+
+
+def sampling_seconds(args: argparse.Namespace, run: Path, guidance: float) -> tuple[float | None, Finished]:
+    """sample.py's own timing of 64 prompted images (DDIM 50) at ``guidance`` (None when it failed)."""
+    tensor = run / f"speed_w{guidance:g}.pt"
+    tensor.unlink(missing_ok=True)
+    prompts = [flag for text in SPEED_PROMPTS for flag in ("--prompt", text)]
+    command = [sys.executable, "sample.py", "--impl", "solutions", "--checkpoint", str(run / "last.pt"),
+               "--num-samples", "64", "--batch-size", "64", "--guidance-scale", f"{guidance:g}", *prompts,
+               "--out", str(run / f"speed_w{guidance:g}.png"), "--save-tensor", str(tensor), *args.text_sample_args]
+    finished = run_logged(command, args.work / f"text_speed_w{guidance:g}.log", args.threads)
+    if finished.returncode != 0 or not tensor.is_file():
+        return None, finished
+    return float(torch.load(tensor, map_location="cpu", weights_only=False)["seconds"]), finished
+
+
+def section_text(args: argparse.Namespace) -> SectionResult:
+    """Phase 7: prompt adherence of a latent text model after ≤ 10 min of training in all, and its sampling speed."""
+    ae_run, trained = text_train(args, "text_ae", ["--train-autoencoder"], args.text_ae_minutes, args.text_ae_steps)
+    if trained.returncode != 0:
+        return SectionResult([trained.failure_row("text: autoencoder")], failed=True)
+    run, trained = text_train(args, "text_run", ["--captions", "--autoencoder", str(ae_run / "last.pt"), *TEXT_RECIPE],
+                              args.text_minutes, args.text_steps)
+    if trained.returncode != 0:
+        return SectionResult([trained.failure_row("text: text-conditioned model")], failed=True)
+    out = run / "eval"
+    (out / "metrics.json").unlink(missing_ok=True)
+    command = [sys.executable, "evaluate.py", "--impl", "solutions", "--checkpoint", str(run / "last.pt"),
+               "--data-dir", args.data_dir, "--per-pair", str(args.text_per_pair), "--guidance-scale",
+               f"{QUALITY_GUIDANCE:g}", "--out", str(out), *args.text_sample_args]
+    evaluated = run_logged(command, args.work / "text_eval.log", args.threads)
+    if evaluated.returncode != 0 or not (out / "metrics.json").is_file():
+        return SectionResult([evaluated.failure_row("text: prompt adherence")], failed=True)
+    metrics = read_json(out / "metrics.json")
+    minutes = (checkpoint_clock(ae_run / "last.pt")[1], checkpoint_clock(run / "last.pt")[1])
+    rows = text_rows(metrics, minutes, checkpoint_clock(run / "last.pt")[0])
+    guided, finished = sampling_seconds(args, run, QUALITY_GUIDANCE)
+    plain, plain_finished = sampling_seconds(args, run, 1.0) if guided is not None else (None, finished)
+    if guided is None or plain is None:
+        return SectionResult(rows + [(finished if guided is None else plain_finished).failure_row(
+            "text: sampling 64 prompted images")], failed=True)
+    rows.append(Row(
+        f"64 prompted images, DDIM 50, w = {QUALITY_GUIDANCE:g} (`sample.py --prompt` ×8, batch 64)",
+        f"{guided:.1f} s ({rate(64 / guided)} img/s)",
+        f"w = 1 (no guidance, half the network batch): {plain:.1f} s",
+        f"{guided / plain:.2f}×",
+        f"≤ {TARGET_TEXT_SAMPLE_SECONDS:g} s",
+        verdict(guided <= TARGET_TEXT_SAMPLE_SECONDS),
+    ))
+    details = (out / "adherence.md").read_text(encoding="utf-8") if (out / "adherence.md").is_file() else ""
+    return SectionResult(rows, details)
+
+
+def text_rows(metrics: dict, minutes: tuple[float, float], step: int) -> list[Row]:
+    """The adherence row (digit and each attribute against the targets) and the held-out row."""
+    summary, floor = metrics["adherence"], metrics["floor"]
+    seen = summary["seen"]
+    kinds = [kind for kind in KINDS if kind in seen["by_kind"]]  # metrics.json sorts its keys
+    digit = summary["all"]["digit"]
+    attributes = {kind: seen["by_kind"][kind]["attribute"] for kind in kinds}
+    total = sum(minutes)
+    within_time = total <= TARGET_TEXT_MINUTES + 0.05
+    met = digit >= TARGET_TEXT_DIGIT and min(attributes.values()) >= TARGET_TEXT_ATTRIBUTE and within_time
+    adherence_row = Row(
+        f"prompt adherence after {total:.1f} min of training in all (autoencoder {minutes[0]:.1f} + text model "
+        f"{minutes[1]:.1f}, step {step}), {metrics['dataset']}, w = {metrics['guidance_scale']:g}",
+        f"digit {digit:.1%}; " + ", ".join(f"{kind} {value:.1%}" for kind, value in attributes.items())
+        + f" (seen pairs; N = {metrics['num_samples']})",
+        "; ".join(f"{name}: digit {floor[key]['digit']:.1%}, " + ", ".join(
+            f"{kind} {floor[key]['by_kind'][kind]['attribute']:.1%}" for kind in kinds)
+            for key, name in (("real", "real digits"), ("autoencoded", "through the autoencoder")) if key in floor),
+        target=f"digit ≥ {TARGET_TEXT_DIGIT:.0%}, each attribute ≥ {TARGET_TEXT_ATTRIBUTE:.0%}, in ≤ "
+        f"{TARGET_TEXT_MINUTES:g} min",
+        verdict=verdict(met, "" if within_time else "over time"),
+    )
+    held = summary["held_out"]
+    gap = 100 * (held["both"] - seen["both"])
+    held_row = Row(
+        "held-out pairs against seen pairs (digit and attribute both followed)",
+        f"held-out {held['both']:.1%} (N = {held['count']})",
+        f"seen {seen['both']:.1%} (N = {seen['count']})",
+        f"{gap:+.1f} points",
+        f"at most {TARGET_HELD_OUT_POINTS:g} points below seen",
+        verdict(gap >= -TARGET_HELD_OUT_POINTS),
+    )
+    return [adherence_row, held_row]
+
+
 SECTION_RUNNERS = {
     "unet": section_unet,
     "sampling": section_sampling,
@@ -616,6 +752,7 @@ SECTION_RUNNERS = {
     "make-test": section_make_test,
     "quality": section_quality,
     "latent": section_latent,
+    "text": section_text,
 }
 
 
