@@ -73,7 +73,7 @@ from . import adherence, captions
 from .captions import Prompt, Tokenizer
 from .files import UnreadableFile, atomic_write, read_torch_file, write_json
 from .latent_space import LatentError, load_autoencoder, measure_statistics, reconstruction_rows
-from .image_data import DATASETS, DatasetUnavailable, labelled_datasets, make_dataset, resize_images
+from .image_data import DATASETS, DatasetUnavailable, labelled_datasets, make_dataset
 from .sampling import (
     SampleError,
     check_finite,
@@ -144,8 +144,9 @@ metrics.json (in --out) holds:
 
 A text-conditioned checkpoint (train.py --captions, Phase 7) is measured for prompt adherence: one
 image per evaluation prompt (provided/captions.py), --per-pair K per seen digit × attribute pair
-and 5·K per held-out pair, each judged against its prompt (the digit by the classifier; thin or
-bold by the stroke width against the digit's training images; the slant class by image moments;
+and 5·K per held-out pair, each judged against its prompt at the model's own image size (the digit by a classifier
+trained at that size, DATA_DIR/classifiers/DATASET-SIZEpx.pt when it is not the dataset's own; thin
+or bold by the stroke width against the digit's training images; the slant class by image moments;
 the colour class by the foreground hue; provided/adherence.py). metrics.json then holds
 "adherence" (seen and held-out: digit, attribute and both followed, per attribute kind, and
 pair by pair), "floor" (the same rules on real test images), "sweep", "prompts"; adherence.md
@@ -327,7 +328,7 @@ def open_checkpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     return Source(
         kind="checkpoint", path=path, dataset=dataset,
         # decoded latents are measured at the dataset's own size; text-conditioned samples at the model's, where
-        # the strokes are not blurred by one more resizing (run_prompts resizes them for the classifier only)
+        # the strokes are not blurred by one more resizing (and the classifier is one trained at that size)
         image_size=config["image_size"] if prompts is not None or not latent else DATASETS[dataset].image_size,
         channels=image_shape(checkpoint)[0], num_classes=num_classes,
         data_dir=config.get("data_dir") or "data", data_seed=int(config.get("seed") or 0),
@@ -400,11 +401,18 @@ def open_samples(args: argparse.Namespace, parser: argparse.ArgumentParser) -> S
 # ---------------------------------------------------------------------------
 
 
+def classifier_size(source: Source) -> int | None:
+    """The image size the classifier works at: a text model's own (prompt adherence judges its samples as drawn;
+    a classifier trained at 28 pixels misreads ~6% of real digits resized 28→32→28), else None: the dataset's."""
+    return source.image_size if source.prompts is not None else None
+
+
 def the_classifier(args: argparse.Namespace, source: Source, data_dir: str) -> tuple[FeatureClassifier, dict, Path]:
-    """The dataset's classifier: --classifier's file, or the cache (trained when missing)."""
+    """The dataset's classifier (at classifier_size): --classifier's file, or the cache (trained when missing)."""
+    size = classifier_size(source)
     if args.classifier is not None and Path(args.classifier).exists() and not args.retrain_classifier:
         try:
-            model, record = load_classifier(args.classifier, source.dataset)
+            model, record = load_classifier(args.classifier, source.dataset, size)
         except ClassifierError as error:
             raise EvaluateError(f"argument --classifier: {error}; give another file, or add --retrain-classifier "
                                 "to train one there") from None
@@ -412,7 +420,7 @@ def the_classifier(args: argparse.Namespace, source: Source, data_dir: str) -> t
     else:
         try:
             model, record, path = classifier_for(
-                source.dataset, data_dir=data_dir, path=args.classifier, retrain=args.retrain_classifier,
+                source.dataset, data_dir=data_dir, path=args.classifier, image_size=size, retrain=args.retrain_classifier,
                 download=args.download, device=args.device,
             )
         except ClassifierError as error:
@@ -752,7 +760,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     data_dir = args.data_dir if args.data_dir is not None else source.data_dir
     out = Path(args.out) if args.out is not None else default_out(source)
     check_writable(parser, "--out", out, folder=True)  # before any work
-    classifier_path = Path(args.classifier or default_classifier_path(source.dataset, data_dir))
+    classifier_path = Path(args.classifier or default_classifier_path(source.dataset, data_dir, classifier_size(source)))
     if args.retrain_classifier or not classifier_path.exists():  # it will be trained, then written there
         check_writable(parser, "--classifier", classifier_path)
     sampler = Sampler(args, source) if source.kind == "checkpoint" else None  # a broken model fails early
@@ -853,10 +861,9 @@ KIND_ROWS = {"stroke": "stroke (thin, bold)", "slant": "slant (left, upright, ri
 
 
 def judged(images: torch.Tensor, asked: list[dict], classifier: FeatureClassifier, rule: adherence.StrokeRule,
-           source: Source, device: torch.device) -> dict:
-    """adherence.judge of images in [0, 1] at the model's size; the classifier sees them at the dataset's own."""
-    for_classifier = resize_images(images, DATASETS[source.dataset].image_size)
-    _, predicted = classify(classifier, for_classifier, device)
+           device: torch.device) -> dict:
+    """adherence.judge of images in [0, 1] at the model's size, where the classifier works too (classifier_size)."""
+    _, predicted = classify(classifier, images, device)
     return adherence.judge(images, asked, predicted, rule)
 
 
@@ -870,7 +877,7 @@ def real_floors(args: argparse.Namespace, source: Source, classifier: FeatureCla
     images, _ = real_images(source.dataset, "test", replace(source, num_samples=count), data_dir, args.download)
     indices, asked = adherence.real_requests(attributes)
     images = images[indices]
-    floors = {"real": adherence.summarise(asked, judged(images, asked, classifier, rule, source, args.device))["all"]}
+    floors = {"real": adherence.summarise(asked, judged(images, asked, classifier, rule, args.device))["all"]}
     if space is not None:
         decoded = []
         with torch.inference_mode():
@@ -878,7 +885,7 @@ def real_floors(args: argparse.Namespace, source: Source, classifier: FeatureCla
                 batch = images[start:start + DEFAULT_BATCH_SIZE].to(args.device) * 2 - 1
                 decoded.append(to_unit(space.decode(space.encode(batch, None)).float().cpu()))
         floors["autoencoded"] = adherence.summarise(
-            asked, judged(torch.cat(decoded), asked, classifier, rule, source, args.device))["all"]
+            asked, judged(torch.cat(decoded), asked, classifier, rule, args.device))["all"]
     return floors
 
 
@@ -988,7 +995,7 @@ def run_prompts(args: argparse.Namespace, source: Source, sampler: "Sampler", cl
               f"({source.details['sampling']['sampler']}, {source.details['sampling']['num_steps']} steps) …",
               flush=True)
         images = to_unit(sampler.draw(w))
-        results[w] = adherence.summarise(asked, judged(images, asked, classifier, rule, source, args.device))
+        results[w] = adherence.summarise(asked, judged(images, asked, classifier, rule, args.device))
         main_images = images if w == source.guidance_scale else main_images
     per_pair = source.details["per_pair"]
     metrics = {

@@ -156,6 +156,28 @@ def test_a_damaged_cache_is_trained_again(data_dir, tmp_path, monkeypatch):
     assert trained == ["digits"], "a usable cache is not trained again"
 
 
+def test_a_classifier_at_another_size_is_trained_on_resized_images_and_cached_apart(data_dir, tmp_path, monkeypatch):
+    """Prompt adherence judges a latent model's 32×32 samples with a classifier trained at 32 (digits-32px.pt)."""
+    assert default_classifier_path("digits", tmp_path) == tmp_path / "classifiers" / "digits.pt"
+    assert default_classifier_path("digits", tmp_path, 28) == tmp_path / "classifiers" / "digits.pt"
+    assert default_classifier_path("digits", tmp_path, 32) == tmp_path / "classifiers" / "digits-32px.pt"
+    sizes = []
+
+    def quick_training(name, **kwargs):
+        model, record = train_on_dataset(name, **{**kwargs, "num_train": 200, "num_test": 100})
+        sizes.append((kwargs["image_size"], model.image_size))
+        return model, record
+
+    monkeypatch.setattr("provided.classifier.train_on_dataset", quick_training)
+    model, _, path = classifier_for("digits", data_dir=data_dir, image_size=32, log=lambda _: None)
+    assert sizes == [(32, 32)] and model.image_size == 32 and path.name == "digits-32px.pt"
+    load_classifier(path, "digits", 32)
+    with pytest.raises(ClassifierError, match="of 32×32 images, not of 28×28"):
+        load_classifier(path, "digits", 28)
+    classifier_for("digits", data_dir=data_dir, path=path, image_size=28, log=lambda _: None)
+    assert sizes == [(32, 32), (28, 28)], "a cache of the wrong size is trained again"
+
+
 def test_unlabelled_and_unknown_datasets_are_refused(tmp_path):
     with pytest.raises(ClassifierError, match="no class labels"):
         train_on_dataset("folder", data_dir=tmp_path)

@@ -219,8 +219,10 @@ def test_sections_run_in_their_fixed_order():
 def data_dir(tmp_path_factory) -> Path:
     """A data folder whose cached digits classifier is small (trained on 500 images in seconds)."""
     folder = tmp_path_factory.mktemp("run_all_data")
-    model, record = train_on_dataset("digits", data_dir=folder, num_train=500, num_test=200, epochs=1, log=lambda _: None)
-    save_classifier(default_classifier_path("digits", folder), model, record)
+    for size in (28, 32):  # 32: the text section's latent model is judged at its own size
+        model, record = train_on_dataset("digits", data_dir=folder, num_train=500, num_test=200, epochs=1,
+                                         image_size=size, log=lambda _: None)
+        save_classifier(default_classifier_path("digits", folder, size), model, record)
     return folder
 
 
@@ -323,6 +325,7 @@ def test_the_text_section_reports_adherence_held_out_pairs_and_sampling_speed(tm
     metrics = json.loads((work / "text_run" / "eval" / "metrics.json").read_text())
     summary = metrics["adherence"]
     assert metrics["kind"] == "prompt adherence" and metrics["guidance_scale"] == 3.0
+    assert metrics["image_size"] == 32 and Path(metrics["classifier"]["path"]).name == "digits-32px.pt"
     adherence_row = next(cells for name, cells in rows.items() if name.startswith("prompt adherence after"))
     assert adherence_row[1].startswith(f"digit {summary['all']['digit']:.1%}; stroke ")
     assert f"slant {summary['seen']['by_kind']['slant']['attribute']:.1%}" in adherence_row[1]
