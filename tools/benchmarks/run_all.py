@@ -172,11 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the captioned digits to train on (digits-rgb adds colours; default: %(default)s)")
     text.add_argument("--text-ae-minutes", type=float_in(0.0), default=3.0, metavar="MIN",
                       help="minutes of autoencoder training (default: %(default)g)")
-    text.add_argument("--text-ae-steps", type=int_at_least(1), default=600, metavar="N",
+    text.add_argument("--text-ae-steps", type=int_at_least(1), default=360, metavar="N",
                       help="the autoencoder's train.py --steps (default: %(default)s)")
     text.add_argument("--text-minutes", type=float_in(0.0), default=7.0, metavar="MIN",
                       help="minutes of text-conditioned training (default: %(default)g)")
-    text.add_argument("--text-steps", type=int_at_least(1), default=2500, metavar="N",
+    text.add_argument("--text-steps", type=int_at_least(1), default=950, metavar="N",
                       help="the text model's train.py --steps (default: %(default)s)")
     text.add_argument("--text-per-pair", type=int_at_least(1), default=8, metavar="K",
                       help="evaluate.py --per-pair: images per seen digit × attribute pair (default: %(default)s)")
@@ -644,7 +644,11 @@ def latent_cost_row(figures: dict) -> Row:
     )
 
 
-TEXT_RECIPE = ["--attention-levels", "1,2", "--batch-size", "64", "--lr", "2e-3", "--schedule", "cosine", "--prediction", "v",
+# The text model's recipe, from runs of 7 minutes on two cores (2026-12-07): the default U-Net (spatial
+# transformers at level 2 only: 2.4 steps/s at batch 128) beat --attention-levels 1,2 (fewer steps) and
+# --base-channels 32 (half the steps); batch 128 beat 64 (1700 steps) and 256 (500 steps) on held-out pairs.
+# --text-steps (950) and --text-ae-steps (360) are what fits the minutes, so both cosine decays finish.
+TEXT_RECIPE = ["--batch-size", "128", "--lr", "2e-3", "--schedule", "cosine", "--prediction", "v",
                "--ema-decay", "0.999", "--warmup-steps", "100"]
 
 
