@@ -13,9 +13,9 @@ read the cache (:func:`classifier_for`). A classifier of the dataset resized to 
 size (prompt adherence judges a latent model's 32×32 samples at their own size) is
 trained on the images resized to it and cached in ``<dataset>-<size>px.pt``: one trained
 at 28 pixels misreads about 6% of real digits after a 28→32→28 round trip, and about 12%
-of digits that went through a short-trained autoencoder, against under 1% at 32. On the embedded digits one epoch over the
-60,000 training images takes about half a minute on one CPU core and reaches about
-99.5% test accuracy.
+of digits that went through a short-trained autoencoder, against under 1% at 32. On the
+embedded digits one epoch over the 60,000 training images takes about half a minute on
+one CPU core and reaches about 99.5% test accuracy.
 """
 
 from __future__ import annotations

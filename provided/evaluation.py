@@ -144,9 +144,10 @@ metrics.json (in --out) holds:
 
 A text-conditioned checkpoint (train.py --captions, Phase 7) is measured for prompt adherence: one
 image per evaluation prompt (provided/captions.py), --per-pair K per seen digit × attribute pair
-and 5·K per held-out pair, each judged against its prompt at the model's own image size (the digit by a classifier
-trained at that size, DATA_DIR/classifiers/DATASET-SIZEpx.pt when it is not the dataset's own; thin
-or bold by the stroke width against the digit's training images; the slant class by image moments;
+and 5·K per held-out pair, each judged against its prompt at the model's own image size (the
+digit by a classifier trained at that size, DATA_DIR/classifiers/DATASET-SIZEpx.pt when it is not
+the dataset's own; thin or bold by the stroke width against the digit's training images; the
+slant class by image moments;
 the colour class by the foreground hue; provided/adherence.py). metrics.json then holds
 "adherence" (seen and held-out: digit, attribute and both followed, per attribute kind, and
 pair by pair), "floor" (the same rules on real test images), "sweep", "prompts"; adherence.md
@@ -420,8 +421,8 @@ def the_classifier(args: argparse.Namespace, source: Source, data_dir: str) -> t
     else:
         try:
             model, record, path = classifier_for(
-                source.dataset, data_dir=data_dir, path=args.classifier, image_size=size, retrain=args.retrain_classifier,
-                download=args.download, device=args.device,
+                source.dataset, data_dir=data_dir, path=args.classifier, image_size=size,
+                retrain=args.retrain_classifier, download=args.download, device=args.device,
             )
         except ClassifierError as error:
             raise EvaluateError(str(error)) from None
@@ -760,7 +761,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     data_dir = args.data_dir if args.data_dir is not None else source.data_dir
     out = Path(args.out) if args.out is not None else default_out(source)
     check_writable(parser, "--out", out, folder=True)  # before any work
-    classifier_path = Path(args.classifier or default_classifier_path(source.dataset, data_dir, classifier_size(source)))
+    classifier_path = Path(args.classifier or
+                           default_classifier_path(source.dataset, data_dir, classifier_size(source)))
     if args.retrain_classifier or not classifier_path.exists():  # it will be trained, then written there
         check_writable(parser, "--classifier", classifier_path)
     sampler = Sampler(args, source) if source.kind == "checkpoint" else None  # a broken model fails early
@@ -959,9 +961,9 @@ def adherence_markdown(metrics: dict) -> str:
         f"{metrics['num_samples']} images at guidance scale w = {metrics['guidance_scale']:g}: {metrics['per_pair']} "
         f"per seen digit × attribute pair and {metrics['held_out_per_pair']} per held-out pair, each with its own "
         f"phrasing; {sampling['sampler']} with {sampling['num_steps']} steps, seed {source['seed']}. The digit by the "
-        f"{metrics['dataset']} classifier (test accuracy {metrics['classifier']['test_accuracy']:.2%}); the stroke, "
-        f"slant and colour by the measurements of provided/captions.py (provided/adherence.py), on "
-        f"{metrics['image_size']}×{metrics['image_size']} images. Real digits: the same rules on real test images "
+        f"{metrics['dataset']} classifier trained at the same size (test accuracy "
+        f"{metrics['classifier']['test_accuracy']:.2%}); the stroke, slant and colour by the measurements of "
+        f"provided/captions.py (provided/adherence.py); all on {metrics['image_size']}×{metrics['image_size']} images. Real digits: the same rules on real test images "
         f"(the first {metrics['floor_images']}), each asked for the attributes it has"
         + ("; autoencoded: the same images through the model's autoencoder." if "autoencoded" in metrics["floor"]
            else "."),
@@ -1005,8 +1007,8 @@ def run_prompts(args: argparse.Namespace, source: Source, sampler: "Sampler", cl
         "guidance_scale": source.guidance_scale, "adherence": results[source.guidance_scale],
         "floor": floor, "floor_images": min(FLOOR_IMAGES, cli.MAX_TEST_IMAGES), "stroke_rule": rule.to_dict(),
         "prompts": [{"text": prompt.text, "held_out": prompt.held_out, **prompt.attributes} for prompt in source.prompts],
-        "classifier": {"path": str(classifier_path), "test_accuracy": record["test_accuracy"],
-                       "test_images": record["test_images"]},
+        "classifier": {"path": str(classifier_path), "image_size": classifier.image_size,
+                       "test_accuracy": record["test_accuracy"], "test_images": record["test_images"]},
         "sweep": None if args.sweep is None else [
             {"guidance_scale": w, "adherence": results[w]} for w in sorted(args.sweep)],
         "source": {"kind": source.kind, "data_dir": str(data_dir), "data_seed": source.data_seed, **source.details},

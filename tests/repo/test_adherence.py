@@ -243,6 +243,7 @@ def test_images_that_show_their_prompts_score_high(text_run, data_dir, tmp_path,
     metrics = evaluate_with_images(text_run, data_dir, tmp_path, monkeypatch, real, shift=0)
     summary = metrics["adherence"]
     assert metrics["kind"] == "prompt adherence" and metrics["dataset"] == "digits-rgb"
+    assert metrics["classifier"]["image_size"] == metrics["image_size"] == 28  # judged at the model's own size
     assert summary["seen"]["count"] == 10 * (2 + 3 + 6) - len(HELD_OUT)  # one image per seen pair
     assert summary["held_out"]["count"] == len(HELD_OUT) * evaluation.HELD_OUT_REPEATS
     for group in ("seen", "held_out"):  # real images: as good as the real images of the floor
@@ -283,3 +284,15 @@ def test_evaluate_refuses_flags_that_do_not_fit_a_text_checkpoint(text_run, data
     with pytest.raises(SystemExit) as exit_info:
         evaluation.main([*EVAL, "--checkpoint", str(text_run), "--per-pair", "0"])
     assert exit_info.value.code == 2 and "argument --per-pair" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_classifier_of_another_size_than_the_model(text_run, data_dir, tmp_path, capsys):
+    """The digit is judged at the model's own size (28 here): a --classifier trained at 32 is refused in one line."""
+    model, record = train_on_dataset("digits-rgb", data_dir=data_dir, num_train=200, num_test=100, epochs=1,
+                                     image_size=32, log=lambda line: None)
+    other = save_classifier(tmp_path / "digits-rgb-32px.pt", model, record)
+    status = evaluation.main([*EVAL, "--checkpoint", str(text_run), "--data-dir", str(data_dir), "--classifier",
+                              str(other), "--out", str(tmp_path / "eval")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(lines) == 1
+    assert "argument --classifier" in lines[0] and "of 32×32 images, not of 28×28" in lines[0]
