@@ -217,7 +217,7 @@ def test_sections_run_in_their_fixed_order():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    """A data folder whose cached digits classifier is small (trained on 500 images in seconds)."""
+    """A data folder whose cached digits classifiers, at 28 and 32 pixels, are small (500 images each, seconds)."""
     folder = tmp_path_factory.mktemp("run_all_data")
     for size in (28, 32):  # 32: the text section's latent model is judged at its own size
         model, record = train_on_dataset("digits", data_dir=folder, num_train=500, num_test=200, epochs=1,
