@@ -648,6 +648,7 @@ def latent_cost_row(figures: dict) -> Row:
 # transformers at level 2 only: 2.4 steps/s at batch 128) beat --attention-levels 1,2 (fewer steps) and
 # --base-channels 32 (half the steps); batch 128 beat 64 (1700 steps) and 256 (500 steps) on held-out pairs.
 # --text-steps (950) and --text-ae-steps (360) are what fits the minutes, so both cosine decays finish.
+# The captions' mention rates (provided/captions.py, _MENTION) were tuned on this recipe, with three seeds.
 TEXT_RECIPE = ["--batch-size", "128", "--lr", "2e-3", "--schedule", "cosine", "--prediction", "v",
                "--ema-decay", "0.999", "--warmup-steps", "100"]
 
