@@ -389,7 +389,7 @@ _NOUNS = ("digit", "number")
 #: asked, against about 60% at 0.8 (left and right: about 100% either way). Thin and bold are
 #: named as often, so that the model learns them apart from the digit: at 0.5 the held-out thin
 #: 2s and bold 7s came out thin or bold 65–70% of the time in two runs (seen pairs: 94–96%), at
-#: 0.8 86–89% in three. Naming the slant still more often (0.95, or "upright" always) made the
+#: 0.8 86–94% in four. Naming the slant still more often (0.95, or "upright" always) made the
 #: held-out 9s leaning right worse, not the upright digits better.
 _MENTION = {"digit": 0.9, "stroke": 0.8, "regular": 0.2, "slant": 0.8, "family": 0.35, "colour": 0.6}
 _LIST_FORM = 0.25  # "7, thin, leaning right"
