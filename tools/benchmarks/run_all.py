@@ -645,7 +645,8 @@ def latent_cost_row(figures: dict) -> Row:
 
 
 # The text model's recipe, from runs of 7 minutes on two cores (2026-12-07): the default U-Net (spatial
-# transformers at level 2 only: 2.4 steps/s at batch 128) beat --attention-levels 1,2 (fewer steps) and
+# transformers at level 2 only: 2.4 steps/s at batch 128) beat --attention-levels 1,2 (fewer steps at batch
+# 64; at batch 128 about as fast on a later machine, but its slant was lower in the one run) and
 # --base-channels 32 (half the steps); batch 128 beat 64 (1700 steps) and 256 (500 steps) on held-out pairs.
 # --text-steps (950) and --text-ae-steps (360) are what fits the minutes, so both cosine decays finish.
 # The captions' mention rates (provided/captions.py, _MENTION) were tuned on this recipe, with three seeds.
