@@ -45,9 +45,10 @@ __all__ = [
 ]
 
 #: What a cached classifier file says it is (its "format" field); bump the version when the
-#: network or its training changes, so that old caches are trained again.
+#: network, its training or its data changes, so that old caches are trained again
+#: (2: "digits-rgb" became bright ink on black).
 CLASSIFIER_FORMAT = "diffusion-exercises/evaluate.py classifier"
-CLASSIFIER_VERSION = 1
+CLASSIFIER_VERSION = 2
 #: Output channels of the three convolutions, and the width of the feature layer.
 WIDTHS = (16, 32, 64)
 FEATURE_DIM = 128

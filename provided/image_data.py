@@ -20,8 +20,8 @@ The names in :data:`DATASETS`:
     matplotlib. The first call generates them (a few seconds) and caches them
     under ``<data_dir>/digits/``; later calls read the cache.
 ``digits-rgb``
-    The same digits in colour: a random foreground and a random background
-    colour per image, chosen to contrast in luminance.
+    The same digits in colour: ink of a random bright colour per image on a
+    black background (as the grey digits are white ink on black).
 ``mnist``, ``fashion-mnist``, ``cifar10``
     torchvision's datasets under ``data_dir`` (torchvision's folder layout).
     They are downloaded only when ``download=True``; otherwise, or when the
@@ -67,6 +67,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetUnavailable",
     "FolderDataset",
+    "INK_VALUE_RANGE",
     "SPLITS",
     "TensorImageDataset",
     "dataset_summary",
@@ -114,7 +115,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             "digits-rgb", 3, 10, 28, False,
-            "the embedded digits in random contrasting foreground and background colours",
+            "the embedded digits in a random bright ink colour on black",
         ),
         DatasetInfo(
             "mnist", 1, 10, 28, False,
@@ -483,17 +484,25 @@ def _cached_digits(data_dir: Path, split: str, seed: int, num_images: int) -> tu
     return images, labels
 
 
+#: The brightest channel of a "digits-rgb" ink colour is drawn uniformly from this range.
+INK_VALUE_RANGE = (0.6, 1.0)
+
+
 def _digit_colours(num_images: int, seed: int, split: str) -> torch.Tensor:
-    """Foreground and background colours per image, (N, 2, 3) in [0, 1], contrasting in luminance."""
+    """Foreground and background colours per image, (N, 2, 3) in [0, 1]: bright ink on black.
+
+    The ink's direction in the RGB cube is uniform (a random point of the cube, so
+    every hue and saturation occurs), scaled so that its brightest channel (HSV value)
+    lies in :data:`INK_VALUE_RANGE`. The background is black, as for the grey digits:
+    with a random background colour as well, Phase 7's small latent text model
+    learnt the colours but hardly the digits (IMPLEMENTATION_GUIDE.md §7.1).
+    """
     gen = _chunk_generator(seed, split, 0, stream="digits-rgb")
-    tries = 16
-    candidates = torch.rand(num_images, tries, 2, 3, generator=gen)
-    luma = candidates @ torch.tensor([0.299, 0.587, 0.114])  # (N, tries, 2)
-    good = (luma[..., 0] - luma[..., 1]).abs() >= 0.4
-    first = good.float().argmax(dim=1)  # the first contrasting pair (0 if none)
-    colours = candidates[torch.arange(num_images), first]
-    fallback = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])  # white on black
-    return torch.where(good.any(dim=1).view(-1, 1, 1), colours, fallback)
+    direction = torch.rand(num_images, 3, generator=gen)
+    low, high = INK_VALUE_RANGE
+    value = low + (high - low) * torch.rand(num_images, 1, generator=gen)
+    ink = direction / direction.amax(dim=1, keepdim=True).clamp_min(1e-6) * value
+    return torch.stack([ink, torch.zeros_like(ink)], dim=1)
 
 
 # ---------------------------------------------------------------------------

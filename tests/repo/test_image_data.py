@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from provided import image_data
-from provided.image_data import DATASETS, DatasetUnavailable, dataset_summary, make_dataset
+from provided import captions, image_data
+from provided.image_data import DATASETS, INK_VALUE_RANGE, DatasetUnavailable, dataset_summary, make_dataset
 
 #: The real MNIST files beside the checkout (torchvision layout, .gz only); absent on some machines.
 SHARED_MNIST_RAW = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "MNIST" / "raw"
@@ -133,14 +133,20 @@ def test_digits_resize_to_32(digits_dir):
     assert isinstance(label, int)
 
 
-def test_digits_rgb_has_three_contrasting_channels(digits, digits_dir):
+def test_digits_rgb_is_bright_coloured_ink_on_black(digits, digits_dir):
     images, labels = stack(make_dataset("digits-rgb", num_images=N, data_dir=digits_dir))
     assert images.shape == (N, 3, 28, 28)
     assert images.min() >= 0 and images.max() <= 1
     assert torch.equal(labels, digits[1])  # the same digits, coloured
-    assert images.std(dim=(2, 3)).mean() > 0.1  # digit and background differ
-    corner = images[:, :, 0, 0]  # the background colour of each image
-    assert corner.std(dim=0).min() > 0.1, "the background colours do not vary"
+    grey = digits[0]  # (N, 1, 28, 28) in [0, 1]
+    assert torch.equal(images.amax(dim=1) > 0, grey[:, 0] > 0), "ink where the grey digit has ink, black elsewhere"
+    strongest = images.flatten(2).amax(dim=2)  # (N, 3): each channel at the digit's strongest ink
+    value = strongest.amax(dim=1) / grey.flatten(1).amax(dim=1)
+    low, high = INK_VALUE_RANGE
+    assert (value >= low - 0.01).all() and (value <= high + 0.01).all(), "the ink's brightest channel is off"
+    assert strongest.std(dim=0).min() > 0.1, "the ink colours do not vary"
+    assert len(set(captions.colour_class(strongest).tolist()) - {-1}) == len(captions.COLOURS), (
+        "not every named colour occurs")
 
 
 def test_digits_look_like_digits(digits, tmp_path):
