@@ -17,10 +17,14 @@ import pytest
 import torch
 
 from tools.benchmarks.run_all import (
+    FIT_SHARE,
+    PROBE_STEPS,
     Finished,
     QualityPoint,
     Row,
+    checkpoint_clock,
     first_sustained,
+    fitted_steps,
     grading_row,
     main,
     make_test_row,
@@ -311,13 +315,38 @@ def test_the_latent_section_reports_cost_autoencoder_and_quality_against_pixels(
     assert latent_row[5] == "**NOT met**", "3 steps cannot reach 90% accuracy"
 
 
+TINY_TEXT = ("--num-images 128 --batch-size 16 --base-channels 8 --timesteps 100 --warmup-steps 1 "
+             "--statistics-images 32 --text-dim 16 --text-layers 1")
+
+
+def test_the_text_trainings_are_sized_to_their_minutes_by_a_probe(tmp_path, data_dir):
+    args = parse_args(["--work", str(tmp_path), "--threads", "1", "--data-dir", str(data_dir),
+                       "--text-args", TINY_TEXT])
+    assert args.text_ae_steps is None and args.text_steps is None  # the default: fitted
+    minutes = 0.5
+    steps, probed = fitted_steps(args, "text_ae", ["--train-autoencoder"], minutes)
+    assert probed.returncode == 0, probed.log.read_text()
+    done, used = checkpoint_clock(tmp_path / "text_ae_probe" / "last.pt")
+    assert done == PROBE_STEPS
+    planned = steps * used / done  # minutes the fitted steps take at the probe's pace
+    assert FIT_SHARE * minutes - 0.01 <= planned <= FIT_SHARE * minutes, (steps, used)
+    assert steps > PROBE_STEPS  # a tiny model runs far more than 40 steps in half a minute
+
+
+def test_a_failing_probe_is_reported_not_trained_on(tmp_path, data_dir):
+    args = parse_args(["--work", str(tmp_path), "--threads", "1", "--data-dir", str(data_dir),
+                       "--text-args", TINY_TEXT + " --latent-channels 0"])
+    steps, probed = fitted_steps(args, "text_ae", ["--train-autoencoder"], 0.5)
+    assert steps is None and probed.returncode != 0
+    assert "--latent-channels" in probed.log.read_text()
+
+
 @pytest.mark.timeout(600)  # two trainings, an evaluation and two sampling runs, each a process of its own
 def test_the_text_section_reports_adherence_held_out_pairs_and_sampling_speed(tmp_path, data_dir):
     work = tmp_path / "work"
     status, report = run([
         "--only", "text", "--work", str(work), "--threads", "1", "--data-dir", str(data_dir),
-        "--text-args", "--num-images 128 --batch-size 16 --base-channels 8 --timesteps 100 --warmup-steps 1 "
-        "--statistics-images 32 --text-dim 16 --text-layers 1", "--text-ae-steps", "2", "--text-steps", "2",
+        "--text-args", TINY_TEXT, "--text-ae-steps", "2", "--text-steps", "2",
         "--text-per-pair", "1", "--text-sample-args", "--steps 2",
     ])
     assert status == 0, report
@@ -330,6 +359,7 @@ def test_the_text_section_reports_adherence_held_out_pairs_and_sampling_speed(tm
     assert adherence_row[1].startswith(f"digit {summary['all']['digit']:.1%}; stroke ")
     assert f"slant {summary['seen']['by_kind']['slant']['attribute']:.1%}" in adherence_row[1]
     assert adherence_row[5].startswith("**NOT met**"), "2 steps cannot reach 90% of digits"
+    assert "(autoencoder " in adherence_row[0] and ", step 2 + text model " in adherence_row[0]
     assert set(metrics["floor"]) == {"real", "autoencoded"}  # a latent model: its autoencoder's floor too
     autoencoded = metrics["floor"]["autoencoded"]
     assert f"through the autoencoder: digit {autoencoded['digit']:.1%}" in adherence_row[2]

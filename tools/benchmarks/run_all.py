@@ -89,6 +89,10 @@ TARGET_TEXT_DIGIT = 0.9
 TARGET_TEXT_ATTRIBUTE = 0.85
 TARGET_HELD_OUT_POINTS = 10.0
 TARGET_TEXT_SAMPLE_SECONDS = 30.0
+#: The text section's trainings run as many steps as fit FIT_SHARE of their minutes, timed by a probe of
+#: PROBE_STEPS steps (the rest of the minutes is the margin for a machine that slows down on the way).
+PROBE_STEPS = 40
+FIT_SHARE = 0.92
 #: The prompts of the sampling-speed row (eight, cycled over the 64 images).
 SPEED_PROMPTS = ("a bold seven", "a thin 2", "4, leaning left", "a 9 leaning right", "the digit three",
                  "an upright 0", "a thick 5", "a slender 1")
@@ -172,12 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the captioned digits to train on (digits-rgb adds colours; default: %(default)s)")
     text.add_argument("--text-ae-minutes", type=float_in(0.0), default=3.0, metavar="MIN",
                       help="minutes of autoencoder training (default: %(default)g)")
-    text.add_argument("--text-ae-steps", type=int_at_least(1), default=360, metavar="N",
-                      help="the autoencoder's train.py --steps (default: %(default)s)")
+    text.add_argument("--text-ae-steps", type=int_at_least(1), default=None, metavar="N",
+                      help="the autoencoder's train.py --steps (default: as many as fit --text-ae-minutes, from a "
+                      f"{PROBE_STEPS}-step probe)")
     text.add_argument("--text-minutes", type=float_in(0.0), default=7.0, metavar="MIN",
                       help="minutes of text-conditioned training (default: %(default)g)")
-    text.add_argument("--text-steps", type=int_at_least(1), default=950, metavar="N",
-                      help="the text model's train.py --steps (default: %(default)s)")
+    text.add_argument("--text-steps", type=int_at_least(1), default=None, metavar="N",
+                      help="the text model's train.py --steps (default: as many as fit --text-minutes, from a "
+                      f"{PROBE_STEPS}-step probe)")
     text.add_argument("--text-per-pair", type=int_at_least(1), default=8, metavar="K",
                       help="evaluate.py --per-pair: images per seen digit × attribute pair (default: %(default)s)")
     text.add_argument("--text-args", type=flag_list, default=[], metavar="'FLAGS'",
@@ -648,7 +654,8 @@ def latent_cost_row(figures: dict) -> Row:
 # transformers at level 2 only: 2.4 steps/s at batch 128) beat --attention-levels 1,2 (fewer steps at batch
 # 64; at batch 128 about as fast on a later machine, but its slant was lower in the one run) and
 # --base-channels 32 (half the steps); batch 128 beat 64 (1700 steps) and 256 (500 steps) on held-out pairs.
-# --text-steps (950) and --text-ae-steps (360) are what fits the minutes, so both cosine decays finish.
+# --text-steps (950) and --text-ae-steps (360) were what fits the minutes on that machine; since 2026-12-08
+# a short probe sizes both to the minutes of the machine at hand (fitted_steps), so both cosine decays finish.
 # The captions' mention rates (provided/captions.py, _MENTION) were tuned on this recipe, with three seeds.
 TEXT_RECIPE = ["--batch-size", "128", "--lr", "2e-3", "--schedule", "cosine", "--prediction", "v",
                "--ema-decay", "0.999", "--warmup-steps", "100"]
@@ -658,8 +665,17 @@ TEXT_RECIPE = ["--batch-size", "128", "--lr", "2e-3", "--schedule", "cosine", "-
 TEXT_AE_RECIPE = {"digits": [], "digits-rgb": ["--reconstruction", "l2"]}
 
 
-def text_train(args: argparse.Namespace, name: str, flags: list[str], minutes: float, steps: int) -> tuple[Path, Finished]:
-    """``train.py`` on --text-dataset into ``--work``/``name`` for at most ``minutes`` (the text section's runs)."""
+def text_train(args: argparse.Namespace, name: str, flags: list[str], minutes: float,
+               steps: int | None) -> tuple[Path, Finished]:
+    """``train.py`` on --text-dataset into ``--work``/``name`` for at most ``minutes`` (the text section's runs).
+
+    ``steps`` None: as many as fit ``minutes`` on this machine (:func:`fitted_steps`), so that the
+    cosine decay of the learning rate ends with the minutes rather than being cut short by them.
+    """
+    if steps is None:
+        steps, probed = fitted_steps(args, name, flags, minutes)
+        if steps is None:
+            return args.work / f"{name}_probe", probed
     run = args.work / name
     command = [
         sys.executable, "train.py", "--impl", "solutions", "--dataset", args.text_dataset, "--data-dir",
@@ -667,6 +683,19 @@ def text_train(args: argparse.Namespace, name: str, flags: list[str], minutes: f
         "--time-limit", f"{minutes:g}", "--sample-every", "0", *flags, *args.text_args,
     ]
     return run, run_logged(command, args.work / f"{name}.log", args.threads)
+
+
+def fitted_steps(args: argparse.Namespace, name: str, flags: list[str], minutes: float) -> tuple[int | None, Finished]:
+    """The steps of ``train.py flags`` that fit ``minutes``: a :data:`PROBE_STEPS`-step run's own clock (first
+    steps included, which are the slowest) scaled to :data:`FIT_SHARE` of the minutes; None when the probe failed."""
+    probe, finished = text_train(args, f"{name}_probe", flags, minutes, PROBE_STEPS)
+    if finished.returncode != 0 or not (probe / "last.pt").is_file():
+        return None, finished
+    done, used = checkpoint_clock(probe / "last.pt")
+    fitted = int(FIT_SHARE * minutes * done / max(used, 1e-9))
+    print(f"  {done} steps took {used * 60:.1f} s: {fitted} steps fit {FIT_SHARE:.0%} of {minutes:g} min",
+          file=sys.stderr, flush=True)
+    return max(fitted, PROBE_STEPS), finished
 
 
 def sampling_seconds(args: argparse.Namespace, run: Path, guidance: float) -> tuple[float | None, Finished]:
@@ -702,8 +731,7 @@ def section_text(args: argparse.Namespace) -> SectionResult:
     if evaluated.returncode != 0 or not (out / "metrics.json").is_file():
         return SectionResult([evaluated.failure_row("text: prompt adherence")], failed=True)
     metrics = read_json(out / "metrics.json")
-    minutes = (checkpoint_clock(ae_run / "last.pt")[1], checkpoint_clock(run / "last.pt")[1])
-    rows = text_rows(metrics, minutes, checkpoint_clock(run / "last.pt")[0])
+    rows = text_rows(metrics, checkpoint_clock(ae_run / "last.pt"), checkpoint_clock(run / "last.pt"))
     guided, finished = sampling_seconds(args, run, QUALITY_GUIDANCE)
     plain, plain_finished = sampling_seconds(args, run, 1.0) if guided is not None else (None, finished)
     if guided is None or plain is None:
@@ -721,8 +749,10 @@ def section_text(args: argparse.Namespace) -> SectionResult:
     return SectionResult(rows, details)
 
 
-def text_rows(metrics: dict, minutes: tuple[float, float], step: int) -> list[Row]:
-    """The adherence row (digit and each attribute against the targets) and the held-out row."""
+def text_rows(metrics: dict, autoencoder: tuple[int, float], text_model: tuple[int, float]) -> list[Row]:
+    """The adherence row (digit and each attribute against the targets) and the held-out row; the two
+    trainings as (step, minutes) of their checkpoints (:func:`checkpoint_clock`)."""
+    minutes = (autoencoder[1], text_model[1])
     summary, floor = metrics["adherence"], metrics["floor"]
     seen = summary["seen"]
     kinds = [kind for kind in KINDS if kind in seen["by_kind"]]  # metrics.json sorts its keys
@@ -732,8 +762,9 @@ def text_rows(metrics: dict, minutes: tuple[float, float], step: int) -> list[Ro
     within_time = total <= TARGET_TEXT_MINUTES + 0.05
     met = digit >= TARGET_TEXT_DIGIT and min(attributes.values()) >= TARGET_TEXT_ATTRIBUTE and within_time
     adherence_row = Row(
-        f"prompt adherence after {total:.1f} min of training in all (autoencoder {minutes[0]:.1f} + text model "
-        f"{minutes[1]:.1f}, step {step}), {metrics['dataset']}, w = {metrics['guidance_scale']:g}",
+        f"prompt adherence after {total:.1f} min of training in all (autoencoder {minutes[0]:.1f}, step "
+        f"{autoencoder[0]} + text model {minutes[1]:.1f}, step {text_model[0]}), {metrics['dataset']}, "
+        f"w = {metrics['guidance_scale']:g}",
         f"digit {digit:.1%}; " + ", ".join(f"{kind} {value:.1%}" for kind, value in attributes.items())
         + f" (seen pairs; N = {metrics['num_samples']})",
         "; ".join(f"{name}: digit {floor[key]['digit']:.1%}, " + ", ".join(
