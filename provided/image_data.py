@@ -491,9 +491,9 @@ INK_VALUE_RANGE = (0.6, 1.0)
 def _digit_colours(num_images: int, seed: int, split: str) -> torch.Tensor:
     """Foreground and background colours per image, (N, 2, 3) in [0, 1]: bright ink on black.
 
-    The ink's direction in the RGB cube is uniform (a random point of the cube, so
-    every hue and saturation occurs), scaled so that its brightest channel (HSV value)
-    lies in :data:`INK_VALUE_RANGE`. The background is black, as for the grey digits:
+    The ink is a uniform random point of the RGB cube (so every hue and saturation
+    occurs), rescaled so that its brightest channel (HSV value) lies in
+    :data:`INK_VALUE_RANGE`. The background is black, as for the grey digits:
     with a random background colour as well, Phase 7's small latent text model
     learnt the colours but hardly the digits (IMPLEMENTATION_GUIDE.md §7.1).
     """
