@@ -33,6 +33,7 @@ from tools.benchmarks.run_all import (
     pytest_summaries,
     sampling_row,
     summary_table,
+    text_train,
     time_to_quality_row,
     unet_row,
 )
@@ -323,14 +324,15 @@ def test_the_text_trainings_are_sized_to_their_minutes_by_a_probe(tmp_path, data
     args = parse_args(["--work", str(tmp_path), "--threads", "1", "--data-dir", str(data_dir),
                        "--text-args", TINY_TEXT])
     assert args.text_ae_steps is None and args.text_steps is None  # the default: fitted
-    minutes = 0.5
-    steps, probed = fitted_steps(args, "text_ae", ["--train-autoencoder"], minutes)
-    assert probed.returncode == 0, probed.log.read_text()
-    done, used = checkpoint_clock(tmp_path / "text_ae_probe" / "last.pt")
-    assert done == PROBE_STEPS
-    planned = steps * used / done  # minutes the fitted steps take at the probe's pace
-    assert FIT_SHARE * minutes - 0.01 <= planned <= FIT_SHARE * minutes, (steps, used)
-    assert steps > PROBE_STEPS  # a tiny model runs far more than 40 steps in half a minute
+    minutes = 0.25
+    run, trained = text_train(args, "text_ae", ["--train-autoencoder"], minutes, args.text_ae_steps)
+    assert trained.returncode == 0, trained.log.read_text()
+    assert checkpoint_clock(tmp_path / "text_ae_probe" / "last.pt")[0] == PROBE_STEPS
+    planned = json.loads((run / "config.json").read_text())["steps"]
+    done, used = checkpoint_clock(run / "last.pt")
+    assert planned > PROBE_STEPS, "a tiny model runs far more than 40 steps in a quarter of a minute"
+    assert done == planned, "the time limit cut the training short: the probe fitted too many steps"
+    assert used <= minutes and used >= 0.5 * FIT_SHARE * minutes, "the fitted steps should fill most of the minutes"
 
 
 def test_a_failing_probe_is_reported_not_trained_on(tmp_path, data_dir):
